@@ -1,0 +1,63 @@
+"""gpugrad: reverse-mode autodiff on NumPy (CPU) and CuPy (GPU) arrays with fused kernels.
+
+>>> import gpugrad as gg
+>>> x, y, z = (gg.tensor(v, requires_grad=True) for v in (1.0, -3.0, 4.0))
+>>> f = (x + y) * z
+>>> f.backward()
+>>> f.item(), x.grad.item(), y.grad.item(), z.grad.item()
+(-8.0, 4.0, 4.0, -2.0)
+"""
+
+from . import functional, viz
+from .anomaly import detect_anomaly
+from .autograd import enable_grad, is_grad_enabled, no_grad
+from .backends import cuda_device_count, cuda_is_available
+from .creation import (
+    abs,
+    arange,
+    broadcast_to,
+    clip,
+    concatenate,
+    exp,
+    expand_dims,
+    eye,
+    full,
+    log,
+    manual_seed,
+    matmul,
+    maximum,
+    mean,
+    minimum,
+    ones,
+    ones_like,
+    rand,
+    randint,
+    randn,
+    relu,
+    reshape,
+    sigmoid,
+    sqrt,
+    squeeze,
+    stack,
+    sum,
+    tanh,
+    transpose,
+    where,
+    zeros,
+    zeros_like,
+)
+from .dispatch import OPS, config
+from .gradcheck import GradcheckError, gradcheck
+from .tensor import Tensor, bool_, float16, float32, float64, int32, int64, tensor
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "OPS", "GradcheckError", "Tensor", "abs", "arange", "bool_", "broadcast_to", "clip",
+    "concatenate", "config", "cuda_device_count", "cuda_is_available", "detect_anomaly",
+    "enable_grad", "exp", "expand_dims", "eye", "float16", "float32", "float64", "full",
+    "functional", "gradcheck", "int32", "int64", "is_grad_enabled", "log", "manual_seed",
+    "matmul", "maximum", "mean", "minimum", "no_grad", "ones", "ones_like", "rand", "randint",
+    "randn", "relu", "reshape", "sigmoid", "sqrt", "squeeze", "stack", "sum", "tanh", "tensor",
+    "transpose", "viz", "where", "zeros", "zeros_like",
+]

@@ -1,0 +1,175 @@
+"""The tape engine: nodes, reverse-mode backward, and grad mode.
+
+Every differentiable op call records one ``Node``: the op, its parents (the nodes that made its
+inputs, or the leaf tensors themselves), what the op saved for backward, and a sequence number.
+There is no global tape: a node lives exactly as long as some tensor refers to it, and nothing
+refers back from a node to the tensor it produced, so a graph nobody holds is freed by reference
+counting alone (no cycles for Python's cyclic GC to chase).
+
+``backward`` walks the reachable nodes in decreasing sequence number. A node's inputs were made
+before it, so that order is a valid reverse topological order, found with a heap instead of a
+recursive DFS: a 100,000-op chain needs no recursion at all.
+"""
+
+from __future__ import annotations
+
+import functools
+import heapq
+import itertools
+
+_FREED = object()  # marks a node whose saved buffers were released by backward()
+_seq = itertools.count()
+
+
+class _GradMode:
+    enabled = True
+
+
+def is_grad_enabled() -> bool:
+    return _GradMode.enabled
+
+
+class _SetGrad:
+    """Context manager and decorator that sets grad mode (the base of no_grad/enable_grad)."""
+
+    mode = True
+
+    def __enter__(self):
+        self._prev = _GradMode.enabled
+        _GradMode.enabled = self.mode
+        return self
+
+    def __exit__(self, *exc):
+        _GradMode.enabled = self._prev
+        return False
+
+    def __call__(self, fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with type(self)():
+                return fn(*args, **kwargs)
+
+        return wrapper
+
+
+class no_grad(_SetGrad):
+    """Record nothing inside: ``with gg.no_grad(): ...`` or ``@gg.no_grad()``."""
+
+    mode = False
+
+
+class enable_grad(_SetGrad):
+    """Record again inside a ``no_grad`` block."""
+
+    mode = True
+
+
+class Node:
+    """One recorded op application.
+
+    parents[i] is the Node that produced input i, the leaf Tensor itself when input i is a leaf
+    that requires grad, or None when input i needs no gradient.
+    """
+
+    __slots__ = ("op", "parents", "saved", "versions", "in_shapes", "in_dtypes", "seq",
+                 "shape", "dtype", "xp", "where")
+
+    def __init__(self, op, parents, saved, versions, in_shapes, in_dtypes, shape, dtype, xp):
+        self.op = op
+        self.parents = parents
+        self.saved = saved
+        self.versions = versions  # ((counter, expected, label), ...) for saved tensors
+        self.in_shapes = in_shapes
+        self.in_dtypes = in_dtypes
+        self.shape = shape
+        self.dtype = dtype
+        self.xp = xp
+        self.seq = next(_seq)
+        self.where = None  # file:line of the user code that made it (anomaly mode)
+
+    @property
+    def name(self) -> str:
+        return self.op.name
+
+    def __repr__(self) -> str:
+        return f"<Node {self.op.name} #{self.seq} shape={self.shape}>"
+
+
+def unbroadcast(xp, grad, shape):
+    """Sum a gradient over the dimensions that broadcasting added or stretched."""
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    if extra:
+        grad = grad.sum(axis=tuple(range(extra)))
+    stretched = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if stretched:
+        grad = grad.sum(axis=stretched, keepdims=True)
+    return grad
+
+
+def _check_versions(node):
+    for counter, expected, label in node.versions:
+        if counter[0] != expected:
+            raise RuntimeError(
+                f"one of the tensors needed for the gradient of '{node.op.name}' was modified "
+                f"in place: {label} is at version {counter[0]}, expected version {expected}. "
+                "Make an out-of-place copy (x = x + y instead of x += y) before the change."
+            )
+
+
+def run_backward(root, gradient, retain_graph: bool) -> None:
+    """Accumulate d(root)/d(leaf) * gradient into every reachable leaf's ``.grad``."""
+    from .tensor import Tensor  # the engine creates grad tensors; import late to avoid a cycle
+
+    delivered = set()  # ids of arrays already handed to a leaf: a second hand-off must copy
+
+    def accumulate(leaf, g):
+        if leaf.grad is None:
+            if id(g) in delivered or g.base is not None:
+                g = g.copy()
+            delivered.add(id(g))
+            leaf._grad = Tensor._wrap(g, leaf.device)
+        else:
+            leaf._grad = Tensor._wrap(leaf._grad.data + g, leaf.device)
+
+    node = root._node
+    if node is None:  # backward on a leaf: its gradient is the seed itself
+        accumulate(root, gradient)
+        return
+    grads = {node: gradient}
+    heap = [(-node.seq, node)]
+    while heap:
+        _, node = heapq.heappop(heap)
+        dout = grads.pop(node)
+        if node.saved is _FREED:
+            raise RuntimeError(
+                f"trying to backward through the graph a second time: the buffers saved by "
+                f"'{node.op.name}' were already freed. Pass retain_graph=True to the first "
+                "backward() call if you need to backward through the graph again."
+            )
+        if node.versions:
+            _check_versions(node)
+        in_grads = node.op.bwd(node.xp, dout, *node.saved)
+        if not retain_graph:
+            node.saved = _FREED
+        if node.where is not None:  # anomaly mode records where; it also wants to see grads
+            from .anomaly import check_grads
+
+            check_grads(node, in_grads)
+        for parent, g, shape, dtype in zip(
+            node.parents, in_grads, node.in_shapes, node.in_dtypes, strict=False
+        ):
+            if parent is None or g is None:
+                continue
+            g = unbroadcast(node.xp, g, shape)
+            if g.dtype != dtype:
+                g = g.astype(dtype)
+            if isinstance(parent, Node):
+                if parent in grads:
+                    grads[parent] = grads[parent] + g
+                else:
+                    grads[parent] = g
+                    heapq.heappush(heap, (-parent.seq, parent))
+            else:
+                accumulate(parent, g)

@@ -1,0 +1,189 @@
+"""Op entries and the one function that applies them.
+
+An op is a forward function written against the array module ``xp`` plus a backward function,
+declared together in ``ops.py``::
+
+    @op("relu", saves=("out",))
+    def relu(xp, x):
+        return xp.maximum(x, 0)
+
+    @relu.backward
+    def relu_backward(xp, dout, out):
+        return (dout * (out > 0),)
+
+Forward parameters before ``*`` are array inputs (tensors at the call site); keyword-only
+parameters are attributes (axis, shapes, flags). ``saves`` names what backward receives, in
+order: an input or attribute name, ``"out"``, ``"<input>_shape"``, ``"needs_grad"`` (a tuple
+of bools, one per input), or a name the forward returns in a dict: a forward that saves extra
+values returns ``(out, {"name": value})``. Backward returns one gradient (or None) per input.
+
+``cpu=`` and ``cuda=`` name device fast paths (functions in ``backends/cpu.py`` and
+``backends/cuda.py`` with the forward's signature); the forward above stays the reference they
+are tested against. ``gg.config.kernels = False`` turns the fast paths off.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from . import autograd
+from .autograd import Node
+
+
+class config:
+    """Global switches. ``kernels``: use the device fast paths (Numba/CUDA) where they exist."""
+
+    kernels = True
+    matmul = "cublas"  # "cublas" or "custom" on the GPU
+
+
+OPS: dict[str, Op] = {}  # every op in the table, by name
+
+
+class Op:
+    def __init__(
+        self, name, fwd, saves=(), cpu=None, cuda=None, differentiable=None, view=False
+    ):
+        if name in OPS:
+            raise ValueError(f"op {name!r} is defined twice")
+        OPS[name] = self
+        self.name = name
+        self.view = view  # the output may alias the input: they share a version counter
+        self.fwd = fwd
+        self.bwd = None
+        self.cpu = cpu
+        self.cuda = cuda
+        self._fast = {}  # device kind -> resolved fast-path function
+        params = list(inspect.signature(fwd).parameters.values())[1:]  # drop xp
+        self.variadic = any(p.kind is p.VAR_POSITIONAL for p in params)
+        inputs = [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
+        attrs = [p.name for p in params if p.kind is p.KEYWORD_ONLY]
+        self.inputs = tuple(inputs)
+        self.differentiable = differentiable  # None: every input; else a tuple of bools
+        self.saves = tuple(saves)
+        self._getters = []
+        self.returns_extras = False
+        for s in saves:
+            if s == "out":
+                self._getters.append(("out", None))
+            elif s == "needs_grad":
+                self._getters.append(("needs", None))
+            elif s in inputs:
+                self._getters.append(("input", inputs.index(s)))
+            elif s.endswith("_shape") and s[:-6] in inputs:
+                self._getters.append(("shape", inputs.index(s[:-6])))
+            elif s in attrs:
+                self._getters.append(("attr", s))
+            else:
+                self._getters.append(("extra", s))
+                self.returns_extras = True
+        self.__doc__ = fwd.__doc__
+        self.__name__ = name
+
+    def backward(self, fn):
+        self.bwd = fn
+        return fn
+
+    def __repr__(self):
+        return f"<op {self.name}>"
+
+    def impl(self, device: str):
+        """The forward to run on a device: its fast path when enabled, else the reference."""
+        if not config.kernels:
+            return self.fwd
+        kind = "cpu" if device == "cpu" else "cuda"
+        name = self.cpu if kind == "cpu" else self.cuda
+        if name is None:
+            return self.fwd
+        fn = self._fast.get(kind)
+        if fn is None:
+            if kind == "cpu":
+                from .backends import cpu as backend
+            else:
+                from .backends import cuda as backend
+            fn = self._fast[kind] = getattr(backend, name)
+        return fn
+
+    def __call__(self, *inputs, **attrs):
+        return apply(self, inputs, attrs)
+
+
+def op(name, saves=(), cpu=None, cuda=None, differentiable=None, view=False):
+    """Declare an op from its forward function; attach the backward with ``@<op>.backward``."""
+
+    def wrap(fwd):
+        return Op(name, fwd, saves, cpu=cpu, cuda=cuda, differentiable=differentiable, view=view)
+
+    return wrap
+
+
+def apply(op: Op, inputs, attrs):
+    """Run an op's forward on tensors and, when any input needs a gradient, record a Node."""
+    from .tensor import Tensor
+
+    device = inputs[0].device
+    for t in inputs:
+        if t.device != device:
+            raise RuntimeError(
+                f"{op.name}: expected all tensors on one device, found {device} and {t.device}; "
+                "move them with .to(device) first"
+            )
+    xp = inputs[0]._xp
+    arrays = [t.data for t in inputs]
+    res = op.impl(device)(xp, *arrays, **attrs)
+    if op.returns_extras:
+        out, extras = res
+    else:
+        out, extras = res, None
+    requires = autograd._GradMode.enabled and any(t.requires_grad for t in inputs)
+    out_device = attrs["device"] if op.name == "to_device" else device
+    result = Tensor._wrap(out, out_device, requires_grad=requires)
+    if op.view:
+        result._version = inputs[0]._version  # an in-place change to either shows in both
+    if not requires:
+        return result
+    diff = op.differentiable
+    parents = tuple(
+        (t._node if t._node is not None else t)
+        if t.requires_grad and (diff is None or diff[min(i, len(diff) - 1)])
+        else None
+        for i, t in enumerate(inputs)
+    )
+    saved = []
+    versions = []
+    for kind, key in op._getters:
+        if kind == "out":
+            saved.append(out)
+            versions.append((result._version, 0, f"the output of '{op.name}'"))
+        elif kind == "input":
+            t = inputs[key]
+            saved.append(t.data)
+            versions.append((t._version, t._version[0], f"input {key} {tuple(t.shape)}"))
+        elif kind == "shape":
+            saved.append(arrays[key].shape)
+        elif kind == "attr":
+            saved.append(attrs[key])
+        elif kind == "needs":
+            saved.append(tuple(p is not None for p in parents))
+        else:
+            saved.append(extras[key])
+    result._node = Node(
+        op,
+        parents,
+        tuple(saved),
+        tuple(versions),
+        tuple(a.shape for a in arrays),
+        tuple(a.dtype for a in arrays),
+        out.shape,
+        out.dtype,
+        xp,
+    )
+    if _anomaly.enabled:
+        from .anomaly import on_forward
+
+        on_forward(result._node, out)
+    return result
+
+
+class _anomaly:
+    enabled = False

@@ -1,0 +1,141 @@
+"""Fused loss ops: the loss and its gradient in one forward pass.
+
+The gradient of each loss with respect to its input is known while the forward runs, so the
+forward computes and saves it already scaled by the reduction (1/N for "mean"); backward only
+multiplies by the incoming gradient. These NumPy/CuPy forwards are the references that the Numba
+(``backends/cpu.py``) and CUDA fast paths are tested against. None supports double backward.
+
+Shapes: ``cross_entropy`` and ``multi_margin`` take (N, C) scores and (N,) integer targets; the
+elementwise losses take two tensors of one shape. Input validation (target ranges, shapes,
+dtypes) happens in ``functional.py`` before these run.
+"""
+
+from __future__ import annotations
+
+from .dispatch import op
+
+
+def _scale(reduction, count):
+    """The gradient's factor: 1/count for "mean" (0 when nothing counts), else 1."""
+    if reduction != "mean":
+        return 1.0
+    return 1.0 / count if count else 0.0
+
+
+def _reduce(xp, per_item, reduction, count):
+    if reduction == "none":
+        return per_item
+    total = per_item.sum()
+    if reduction == "sum":
+        return total
+    with xp.errstate(invalid="ignore", divide="ignore"):  # mean of nothing is NaN, as in torch
+        return (total / count).astype(per_item.dtype)
+
+
+def _times_rows(xp, d, dout):
+    """Scale a saved (N, C) gradient by dout: a scalar, or one value per row for "none"."""
+    return d * (dout[:, None] if dout.ndim else dout)
+
+
+@op(
+    "cross_entropy",
+    saves=("dlogits",),
+    differentiable=(True, False),
+    cpu="cross_entropy",
+)
+def cross_entropy(xp, logits, targets, *, reduction="mean", ignore_index=-100):
+    """Softmax cross-entropy over classes (axis 1), log-sum-exp stable; saves (p - onehot)/N."""
+    n, c = logits.shape
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exps = xp.exp(shifted)
+    sums = exps.sum(axis=1, keepdims=True)
+    valid = targets != ignore_index
+    safe = xp.where(valid, targets, 0)
+    rows = xp.arange(n)
+    picked = shifted[rows, safe] - xp.log(sums[:, 0])
+    per_row = xp.where(valid, -picked, 0).astype(logits.dtype)
+    count = int(valid.sum())
+    dlogits = exps / sums
+    dlogits[rows, safe] -= 1
+    dlogits *= (valid * _scale(reduction, count))[:, None].astype(logits.dtype)
+    return _reduce(xp, per_row, reduction, count), {"dlogits": dlogits}
+
+
+@cross_entropy.backward
+def cross_entropy_backward(xp, dout, dlogits):
+    return _times_rows(xp, dlogits, dout), None
+
+
+@op(
+    "binary_cross_entropy_with_logits",
+    saves=("dlogits", "logits", "scale"),
+    cpu="binary_cross_entropy_with_logits",
+)
+def binary_cross_entropy_with_logits(xp, logits, targets, *, reduction="mean"):
+    """max(s, 0) - s*t + log1p(exp(-|s|)): finite for any logit; d/ds = sigmoid(s) - t."""
+    s, t = logits, targets
+    per_item = xp.maximum(s, 0) - s * t + xp.log1p(xp.exp(-xp.abs(s)))
+    e = xp.exp(-xp.abs(s))
+    sig = xp.where(s >= 0, 1 / (1 + e), e / (1 + e))
+    scale = _scale(reduction, s.size)
+    dlogits = (sig - t) * xp.asarray(scale, s.dtype)
+    return _reduce(xp, per_item, reduction, s.size), {"dlogits": dlogits, "scale": scale}
+
+
+@binary_cross_entropy_with_logits.backward
+def binary_cross_entropy_with_logits_backward(xp, dout, dlogits, logits, scale):
+    return dlogits * dout, -logits * (scale * dout)
+
+
+@op("binary_cross_entropy", saves=("dinput", "dtarget"))
+def binary_cross_entropy(xp, input, targets, *, reduction="mean"):
+    """-(t log y + (1 - t) log(1 - y)) on probabilities; logs clamped at -100 as in PyTorch."""
+    y, t = input, targets
+    with xp.errstate(divide="ignore"):
+        log_y = xp.maximum(xp.log(y), -100)
+        log_1my = xp.maximum(xp.log1p(-y), -100)
+    per_item = -(t * log_y + (1 - t) * log_1my)
+    scale = xp.asarray(_scale(reduction, y.size), y.dtype)
+    dinput = (y - t) / xp.maximum(y * (1 - y), 1e-12) * scale
+    dtarget = (log_1my - log_y) * scale
+    return _reduce(xp, per_item, reduction, y.size), {"dinput": dinput, "dtarget": dtarget}
+
+
+@binary_cross_entropy.backward
+def binary_cross_entropy_backward(xp, dout, dinput, dtarget):
+    return dinput * dout, dtarget * dout
+
+
+@op("mse_loss", saves=("dinput",), cpu="mse_loss")
+def mse_loss(xp, input, targets, *, reduction="mean"):
+    """(y - t)^2, summed or averaged; d/dy = 2 (y - t) / N for "mean"."""
+    diff = input - targets
+    dinput = diff * xp.asarray(2 * _scale(reduction, diff.size), diff.dtype)
+    return _reduce(xp, diff * diff, reduction, diff.size), {"dinput": dinput}
+
+
+@mse_loss.backward
+def mse_loss_backward(xp, dout, dinput):
+    d = dinput * dout
+    return d, -d
+
+
+@op("multi_margin_loss", saves=("dscores",), differentiable=(True, False))
+def multi_margin_loss(xp, scores, targets, *, p=1, margin=1.0, reduction="mean"):
+    """Hinge loss: sum over i != y of max(0, margin - x[y] + x[i])^p, divided by C."""
+    n, c = scores.shape
+    rows = xp.arange(n)
+    gaps = margin - scores[rows, targets][:, None] + scores
+    gaps[rows, targets] = 0
+    active = gaps > 0
+    hinge = xp.where(active, gaps, 0)
+    per_row = ((hinge if p == 1 else hinge * hinge).sum(axis=1) / c).astype(scores.dtype)
+    dscores = (active if p == 1 else 2 * hinge) / c
+    dscores[rows, targets] = -dscores.sum(axis=1)
+    dscores = (dscores * _scale(reduction, n)).astype(scores.dtype)
+    return _reduce(xp, per_row, reduction, n), {"dscores": dscores}
+
+
+@multi_margin_loss.backward
+def multi_margin_loss_backward(xp, dout, dscores):
+    return _times_rows(xp, dscores, dout), None

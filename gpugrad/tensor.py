@@ -1,0 +1,459 @@
+"""Tensor: an array (NumPy on the CPU, CuPy on a GPU) plus what autograd needs.
+
+Every operator forwards to an entry of the op table (``ops.py``); this module only converts
+operands and keeps the bookkeeping: the node that made the tensor, the gradient, and a version
+counter that in-place changes bump so backward can refuse stale saved values.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import autograd, ops
+from .backends import device_of, move, parse_device, xp_for
+from .dispatch import apply
+
+float16 = np.dtype("float16")
+float32 = np.dtype("float32")
+float64 = np.dtype("float64")
+int32 = np.dtype("int32")
+int64 = np.dtype("int64")
+bool_ = np.dtype("bool")
+
+
+def _is_float(dtype) -> bool:
+    return np.dtype(dtype).kind == "f"
+
+
+def _to_array(data, dtype, device):
+    """Convert user data to an array on ``device`` following gpugrad's dtype rules."""
+    if isinstance(data, Tensor):
+        arr = data.data
+    elif isinstance(data, np.ndarray | np.generic):
+        arr = data
+    elif hasattr(data, "__cuda_array_interface__") and not isinstance(data, list | tuple):
+        arr = data  # a CuPy array: keep it on its device
+    else:
+        arr = np.asarray(data)
+        if dtype is None and arr.dtype == np.float64:
+            arr = arr.astype(np.float32)  # Python floats default to float32, as in PyTorch
+    if dtype is not None:
+        arr = arr.astype(dtype, copy=False)
+    elif arr.dtype.kind == "O":
+        raise TypeError(f"tensor: cannot make a tensor from {type(data).__name__} data")
+    return move(arr, device)
+
+
+class Tensor:
+    """An n-dimensional array that records the ops applied to it for reverse-mode autodiff."""
+
+    __slots__ = ("data", "device", "_requires_grad", "_grad", "_node", "_version", "__weakref__")
+    __array_ufunc__ = None  # NumPy defers `ndarray <op> Tensor` to our reflected operators
+
+    def __init__(self, data, dtype=None, device="cpu", requires_grad=False):
+        self.device = parse_device(device)
+        self.data = _to_array(data, dtype, self.device)
+        self._grad = None
+        self._node = None
+        self._version = [0]
+        self._requires_grad = False
+        self.requires_grad = requires_grad
+
+    @classmethod
+    def _wrap(cls, array, device, requires_grad=False):
+        """Wrap an array already on ``device`` without any conversion (the hot path)."""
+        t = object.__new__(cls)
+        t.data = array
+        t.device = device
+        t._requires_grad = requires_grad
+        t._grad = None
+        t._node = None
+        t._version = [0]
+        return t
+
+    # ------------------------------------------------------------------ attributes
+    @property
+    def _xp(self):
+        return xp_for(self.device)
+
+    shape = property(lambda self: tuple(self.data.shape))
+    ndim = property(lambda self: self.data.ndim)
+    size = property(lambda self: int(self.data.size))
+    dtype = property(lambda self: self.data.dtype)
+    is_leaf = property(lambda self: self._node is None)
+    grad_fn = property(lambda self: self._node)
+
+    @property
+    def requires_grad(self) -> bool:
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value: bool) -> None:
+        if value and not _is_float(self.dtype):
+            raise RuntimeError(
+                f"only floating point tensors can require gradients, got dtype {self.dtype}; "
+                "convert with .to(gg.float32) first"
+            )
+        if not value and self._node is not None:
+            raise RuntimeError("requires_grad can only be cleared on leaf tensors; use .detach()")
+        self._requires_grad = bool(value)
+
+    @property
+    def grad(self):
+        return self._grad
+
+    @grad.setter
+    def grad(self, value) -> None:
+        if value is not None:
+            value = value if isinstance(value, Tensor) else Tensor(value, device=self.device)
+            if value.shape != self.shape or value.device != self.device:
+                raise ValueError(
+                    f"grad: assigned gradient of shape {value.shape} on {value.device} does not "
+                    f"match the tensor's shape {self.shape} on {self.device}"
+                )
+        self._grad = value
+
+    # ------------------------------------------------------------------ conversion
+    def numpy(self) -> np.ndarray:
+        """The values as a NumPy array (shares memory on the CPU, copies from a GPU)."""
+        return self.data if self.device == "cpu" else move(self.data, "cpu")
+
+    def item(self):
+        if self.size != 1:
+            raise ValueError(f"item: only one-element tensors convert, got shape {self.shape}")
+        return self.numpy().reshape(()).item()
+
+    def tolist(self):
+        return self.numpy().tolist()
+
+    def detach(self) -> Tensor:
+        """The same data, cut off from the graph (shares memory and version counter)."""
+        t = Tensor._wrap(self.data, self.device)
+        t._version = self._version
+        return t
+
+    def to(self, target, dtype=None) -> Tensor:
+        """Move to a device (``"cpu"``, ``"cuda"``, ``"cuda:1"``) and/or convert the dtype."""
+        out = self
+        if isinstance(target, str):
+            device = parse_device(target)
+            if device != self.device:
+                out = apply(ops.to_device, (self,), {"device": device, "source": self.device})
+        else:
+            dtype = target if dtype is None else dtype
+        if dtype is not None and np.dtype(dtype) != out.dtype:
+            if out.requires_grad and _is_float(dtype):
+                out = apply(ops.cast, (out,), {"dtype": np.dtype(dtype)})
+            else:
+                out = Tensor._wrap(out.data.astype(dtype), out.device)
+        return out
+
+    def cpu(self) -> Tensor:
+        return self.to("cpu")
+
+    def cuda(self, index: int = 0) -> Tensor:
+        return self.to(f"cuda:{index}")
+
+    def __array__(self, dtype=None, copy=None):
+        if self.device != "cpu":
+            raise TypeError(
+                f"a tensor on {self.device} cannot be converted to a NumPy array implicitly; "
+                "call .numpy() to copy it to the host"
+            )
+        return self.data if dtype is None else self.data.astype(dtype)
+
+    def __repr__(self) -> str:
+        body = np.array2string(self.numpy(), separator=", ", prefix="tensor(", threshold=200)
+        extra = f"dtype={self.dtype}, device={self.device}"
+        if self._node is not None:
+            extra += f", grad_fn=<{self._node.op.name}>"
+        elif self._requires_grad:
+            extra += ", requires_grad=True"
+        return f"tensor({body}, {extra})"
+
+    def __len__(self) -> int:
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.data.shape[0]
+
+    def __bool__(self) -> bool:
+        return bool(self.item())
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    __hash__ = object.__hash__  # tensors are dict keys by identity, like PyTorch's
+
+    # ------------------------------------------------------------------ autograd
+    def backward(self, gradient=None, retain_graph: bool = False) -> None:
+        """Accumulate d(self)/d(leaf) into the ``.grad`` of every leaf that requires grad."""
+        if not self._requires_grad:
+            raise RuntimeError(
+                "backward: this tensor does not require grad and has no graph; set "
+                "requires_grad=True on an input before computing it"
+            )
+        if gradient is None:
+            if self.size != 1:
+                raise RuntimeError(
+                    f"backward: grad can be implicitly created only for scalar outputs, but this "
+                    f"tensor has shape {self.shape}; pass gradient= of that shape or reduce "
+                    "it first (e.g. .sum())"
+                )
+            g = self._xp.ones(self.data.shape, self.dtype)
+        else:
+            g = _to_array(gradient, self.dtype, self.device).copy()
+            if g.shape != self.data.shape:
+                raise ValueError(
+                    f"backward: gradient has shape {g.shape} but the tensor has shape {self.shape}"
+                )
+        autograd.run_backward(self, g, retain_graph)
+
+    # ------------------------------------------------------------------ operators
+    def _operand(self, other) -> Tensor:
+        """A non-tensor operand (scalar, NumPy array) joins as a constant of self's dtype."""
+        if isinstance(other, Tensor):
+            return other
+        arr = np.asarray(other) if not hasattr(other, "__cuda_array_interface__") else other
+        if _is_float(self.dtype) and arr.dtype.kind in "fiub":
+            arr = arr.astype(self.dtype, copy=False)
+        elif arr.dtype == np.float64 and not isinstance(other, np.ndarray | np.generic):
+            arr = arr.astype(np.float32)
+        return Tensor._wrap(move(arr, self.device), self.device)
+
+    def _binary(self, fn, other, reflected=False):
+        other = self._operand(other)
+        return apply(fn, (other, self) if reflected else (self, other), {})
+
+    def __add__(self, o):
+        return self._binary(ops.add, o)
+
+    def __radd__(self, o):
+        return self._binary(ops.add, o, True)
+
+    def __sub__(self, o):
+        return self._binary(ops.sub, o)
+
+    def __rsub__(self, o):
+        return self._binary(ops.sub, o, True)
+
+    def __mul__(self, o):
+        return self._binary(ops.mul, o)
+
+    def __rmul__(self, o):
+        return self._binary(ops.mul, o, True)
+
+    def __truediv__(self, o):
+        return self._binary(ops.div, o)
+
+    def __rtruediv__(self, o):
+        return self._binary(ops.div, o, True)
+
+    def __pow__(self, o):
+        return self._binary(ops.pow, o)
+
+    def __rpow__(self, o):
+        return self._binary(ops.pow, o, True)
+
+    def __matmul__(self, o):
+        return self._binary(ops.matmul, o)
+
+    def __rmatmul__(self, o):
+        return self._binary(ops.matmul, o, True)
+
+    def __neg__(self):
+        return apply(ops.neg, (self,), {})
+
+    def __pos__(self):
+        return self
+
+    def _compare(self, other, fn):
+        other = self._operand(other)
+        return Tensor._wrap(fn(self.data, other.data), self.device)
+
+    def __eq__(self, o):
+        return self._compare(o, lambda a, b: a == b)
+
+    def __ne__(self, o):
+        return self._compare(o, lambda a, b: a != b)
+
+    def __lt__(self, o):
+        return self._compare(o, lambda a, b: a < b)
+
+    def __le__(self, o):
+        return self._compare(o, lambda a, b: a <= b)
+
+    def __gt__(self, o):
+        return self._compare(o, lambda a, b: a > b)
+
+    def __ge__(self, o):
+        return self._compare(o, lambda a, b: a >= b)
+
+    def __getitem__(self, index):
+        return apply(ops.getitem, (self,), {"index": _index_arrays(index, self.device)})
+
+    # ------------------------------------------------------------------ in-place
+    def _assign(self, result: Tensor) -> Tensor:
+        """Write ``result`` into self's memory, so views of self see it, and bump the version."""
+        if result.shape != self.shape:
+            raise ValueError(
+                f"in-place op: the result's shape {result.shape} does not match the tensor's "
+                f"shape {self.shape}; broadcasting cannot grow a tensor in place"
+            )
+        if not np.can_cast(result.dtype, self.dtype, "same_kind"):
+            raise TypeError(
+                f"in-place op: a {result.dtype} result cannot be stored in a {self.dtype} tensor"
+            )
+        self.data[...] = result.data
+        self._version[0] += 1
+        if result._node is not None:
+            self._node = result._node
+            self._requires_grad = True
+        return self
+
+    def _inplace(self, fn, *args, **attrs) -> Tensor:
+        recording = autograd._GradMode.enabled and (
+            self._requires_grad or any(isinstance(a, Tensor) and a._requires_grad for a in args)
+        )
+        if recording and self._requires_grad and self._node is None:
+            raise RuntimeError(
+                f"{fn.name}: a leaf tensor that requires grad {self.shape} cannot be changed in "
+                "place while recording; do it under gg.no_grad() (as optimizers do) or use an "
+                "out-of-place op"
+            )
+        if recording:
+            # The op must not save self's memory, which is about to be overwritten: record it
+            # on a snapshot that continues self's graph.
+            snap = Tensor._wrap(self.data.copy(), self.device, self._requires_grad)
+            snap._node = self._node
+            operands = [snap] + [self._operand(a) for a in args]
+            return self._assign(apply(fn, tuple(operands), attrs))
+        with autograd.no_grad():
+            operands = [self] + [self._operand(a) for a in args]
+            return self._assign(apply(fn, tuple(operands), attrs))
+
+    def __iadd__(self, o):
+        return self._inplace(ops.add, o)
+
+    def __isub__(self, o):
+        return self._inplace(ops.sub, o)
+
+    def __imul__(self, o):
+        return self._inplace(ops.mul, o)
+
+    def __itruediv__(self, o):
+        return self._inplace(ops.div, o)
+
+    def __setitem__(self, index, value):
+        index = _index_arrays(index, self.device)
+        value_grad = isinstance(value, Tensor) and value._requires_grad
+        if autograd._GradMode.enabled and (self._requires_grad or value_grad):
+            self._inplace(ops.setitem, value, index=index)
+        else:  # nothing to record: write straight into memory
+            self.data[index] = self._operand(value).data
+            self._version[0] += 1
+
+    # ------------------------------------------------------------------ methods -> ops
+    def exp(self):
+        return apply(ops.exp, (self,), {})
+
+    def log(self):
+        return apply(ops.log, (self,), {})
+
+    def sqrt(self):
+        return apply(ops.sqrt, (self,), {})
+
+    def abs(self):
+        return apply(ops.abs, (self,), {})
+
+    __abs__ = abs
+
+    def tanh(self):
+        return apply(ops.tanh, (self,), {})
+
+    def sigmoid(self):
+        return apply(ops.sigmoid, (self,), {})
+
+    def relu(self):
+        return apply(ops.relu, (self,), {})
+
+    def leaky_relu(self, negative_slope: float = 0.01):
+        return apply(ops.leaky_relu, (self,), {"negative_slope": negative_slope})
+
+    def clip(self, min=None, max=None):
+        return apply(ops.clip, (self,), {"min": min, "max": max})
+
+    clamp = clip
+
+    def sum(self, axis=None, keepdims=False):
+        return apply(ops.sum, (self,), {"axis": axis, "keepdims": keepdims})
+
+    def mean(self, axis=None, keepdims=False):
+        return apply(ops.mean, (self,), {"axis": axis, "keepdims": keepdims})
+
+    def max(self, axis=None, keepdims=False):
+        return apply(ops.max, (self,), {"axis": axis, "keepdims": keepdims})
+
+    def min(self, axis=None, keepdims=False):
+        return apply(ops.min, (self,), {"axis": axis, "keepdims": keepdims})
+
+    def var(self, axis=None, keepdims=False, ddof=0):
+        return apply(ops.var, (self,), {"axis": axis, "keepdims": keepdims, "ddof": ddof})
+
+    def argmax(self, axis=None):
+        return Tensor._wrap(self._xp.argmax(self.data, axis=axis), self.device)
+
+    def argmin(self, axis=None):
+        return Tensor._wrap(self._xp.argmin(self.data, axis=axis), self.device)
+
+    def reshape(self, *shape):
+        shape = shape[0] if len(shape) == 1 and not isinstance(shape[0], int) else shape
+        return apply(ops.reshape, (self,), {"shape": tuple(shape)})
+
+    def flatten(self):
+        return self.reshape(-1)
+
+    def transpose(self, *axes):
+        axes = axes[0] if len(axes) == 1 and not isinstance(axes[0], int) else axes
+        return apply(ops.transpose, (self,), {"axes": tuple(axes) if axes else None})
+
+    @property
+    def T(self):
+        return self.transpose()
+
+    def broadcast_to(self, *shape):
+        shape = shape[0] if len(shape) == 1 and not isinstance(shape[0], int) else shape
+        return apply(ops.broadcast_to, (self,), {"shape": tuple(shape)})
+
+    def expand_dims(self, axis):
+        return apply(ops.expand_dims, (self,), {"axis": axis})
+
+    def squeeze(self, axis=None):
+        return apply(ops.squeeze, (self,), {"axis": axis})
+
+
+def _index_arrays(index, device):
+    """Tensors inside an index become arrays; everything else passes through."""
+    if isinstance(index, Tensor):
+        return index.data
+    if isinstance(index, tuple):
+        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    if isinstance(index, list):
+        return move(np.asarray(index), device)
+    return index
+
+
+def tensor(data, dtype=None, device="cpu", requires_grad=False) -> Tensor:
+    """Make a leaf tensor. Python floats become float32; NumPy arrays keep their dtype.
+
+    >>> tensor([1.0, 2.0]).dtype
+    dtype('float32')
+    """
+    return Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def as_device_array(array):
+    """Wrap an existing array without copying (used by data loaders and kernels)."""
+    return Tensor._wrap(array, device_of(array))
