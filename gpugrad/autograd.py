@@ -71,8 +71,19 @@ class Node:
     that requires grad, or None when input i needs no gradient.
     """
 
-    __slots__ = ("op", "parents", "saved", "versions", "in_shapes", "in_dtypes", "seq",
-                 "shape", "dtype", "xp", "where")
+    __slots__ = (
+        "op",
+        "parents",
+        "saved",
+        "versions",
+        "in_shapes",
+        "in_dtypes",
+        "seq",
+        "shape",
+        "dtype",
+        "xp",
+        "where",
+    )
 
     def __init__(self, op, parents, saved, versions, in_shapes, in_dtypes, shape, dtype, xp):
         self.op = op

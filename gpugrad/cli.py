@@ -18,8 +18,10 @@ def _demo(args) -> int:
     x, y, z = (gg.tensor(v, requires_grad=True) for v in (1.0, -3.0, 4.0))
     f = (x + y) * z
     f.backward()
-    print(f"   f = {f.item():g}; df/dx = {x.grad.item():g}, df/dy = {y.grad.item():g}, "
-          f"df/dz = {z.grad.item():g}")
+    print(
+        f"   f = {f.item():g}; df/dx = {x.grad.item():g}, df/dy = {y.grad.item():g}, "
+        f"df/dz = {z.grad.item():g}"
+    )
 
     print("2) A 2-32-32-3 MLP written with raw tensors, trained by gradient descent on spirals")
     rng = np.random.default_rng(args.seed)
@@ -57,8 +59,10 @@ def _demo(args) -> int:
         h = F.relu(F.linear(F.relu(F.linear(data, w1, b1)), w2, b2))
         pred = F.linear(h, w3, b3).argmax(axis=1)
     accuracy = float((pred.numpy() == labels.numpy()).mean())
-    print(f"   train accuracy {accuracy:.1%} after {args.steps} steps "
-          f"({time.perf_counter() - start:.2f} s on the CPU)")
+    print(
+        f"   train accuracy {accuracy:.1%} after {args.steps} steps "
+        f"({time.perf_counter() - start:.2f} s on the CPU)"
+    )
     return 0
 
 

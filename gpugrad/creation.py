@@ -160,4 +160,3 @@ def expand_dims(x, axis) -> Tensor:
 
 def squeeze(x, axis=None) -> Tensor:
     return _tensors(x)[0].squeeze(axis)
-

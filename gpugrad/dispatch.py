@@ -41,9 +41,7 @@ OPS: dict[str, Op] = {}  # every op in the table, by name
 
 
 class Op:
-    def __init__(
-        self, name, fwd, saves=(), cpu=None, cuda=None, differentiable=None, view=False
-    ):
+    def __init__(self, name, fwd, saves=(), cpu=None, cuda=None, differentiable=None, view=False):
         if name in OPS:
             raise ValueError(f"op {name!r} is defined twice")
         OPS[name] = self

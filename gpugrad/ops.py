@@ -95,9 +95,7 @@ def matmul(xp, x, y):
     k1 = x.shape[-1]
     k2 = y.shape[0] if y.ndim == 1 else y.shape[-2]
     if k1 != k2:
-        raise ValueError(
-            f"matmul: {x.shape} @ {y.shape}: inner dimensions {k1} and {k2} differ"
-        )
+        raise ValueError(f"matmul: {x.shape} @ {y.shape}: inner dimensions {k1} and {k2} differ")
     if x.dtype != y.dtype:
         raise TypeError(
             f"matmul: {x.shape} {x.dtype} @ {y.shape} {y.dtype}: dtypes differ; "

@@ -47,7 +47,7 @@ def to_dot(tensor: Tensor, name: str = "gpugrad") -> str:
                     stack.append(parent)
         else:
             lines.append(
-                f'  {node_id(obj)} [shape=ellipse, style=filled, fillcolor=lightblue, '
+                f"  {node_id(obj)} [shape=ellipse, style=filled, fillcolor=lightblue, "
                 f'label="leaf\\n{_shape(obj.shape)} {obj.dtype}"];'
             )
     out_id = "out"

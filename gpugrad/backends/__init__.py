@@ -71,7 +71,9 @@ def parse_device(device) -> str:
             try:
                 index = int(d[5:])
             except ValueError:
-                raise ValueError(f"bad device {device!r}: expected 'cuda:N' with N an integer") from None
+                raise ValueError(
+                    f"bad device {device!r}: expected 'cuda:N' with N an integer"
+                ) from None
         reason = _probe_cuda()
         if reason is not None:
             raise RuntimeError(f"device {device!r} requested but CUDA is unavailable: {reason}")
