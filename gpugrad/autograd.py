@@ -17,6 +17,8 @@ import functools
 import heapq
 import itertools
 
+import numpy as np
+
 _FREED = object()  # marks a node whose saved buffers were released by backward()
 _seq = itertools.count()
 
@@ -83,13 +85,14 @@ class Node:
         "dtype",
         "xp",
         "where",
+        "__weakref__",
     )
 
     def __init__(self, op, parents, saved, versions, in_shapes, in_dtypes, shape, dtype, xp):
         self.op = op
         self.parents = parents
         self.saved = saved
-        self.versions = versions  # ((counter, expected, label), ...) for saved tensors
+        self.versions = versions  # ((counter, expected, "out" | input index), ...)
         self.in_shapes = in_shapes
         self.in_dtypes = in_dtypes
         self.shape = shape
@@ -120,8 +123,13 @@ def unbroadcast(xp, grad, shape):
 
 
 def _check_versions(node):
-    for counter, expected, label in node.versions:
+    for counter, expected, which in node.versions:
         if counter[0] != expected:
+            label = (
+                f"the output {node.shape}"
+                if which == "out"
+                else f"input {which} {node.in_shapes[which]}"
+            )
             raise RuntimeError(
                 f"one of the tensors needed for the gradient of '{node.op.name}' was modified "
                 f"in place: {label} is at version {counter[0]}, expected version {expected}. "
@@ -148,6 +156,13 @@ def run_backward(root, gradient, retain_graph: bool) -> None:
     if node is None:  # backward on a leaf: its gradient is the seed itself
         accumulate(root, gradient)
         return
+    # IEEE results (inf, nan) are the answer, not a reason to warn: as in PyTorch and CuPy,
+    # NumPy's floating-point warnings stay off; gg.detect_anomaly() is the tool to find them.
+    with np.errstate(all="ignore"):
+        _walk(node, gradient, retain_graph, accumulate)
+
+
+def _walk(node, gradient, retain_graph, accumulate):
     grads = {node: gradient}
     heap = [(-node.seq, node)]
     while heap:

@@ -26,8 +26,12 @@ from __future__ import annotations
 
 import inspect
 
+import numpy as np
+
 from . import autograd
 from .autograd import Node
+
+_Tensor = None  # gpugrad.tensor.Tensor, bound by tensor.py at import (it imports this module)
 
 
 class config:
@@ -117,46 +121,58 @@ def op(name, saves=(), cpu=None, cuda=None, differentiable=None, view=False):
 
 def apply(op: Op, inputs, attrs):
     """Run an op's forward on tensors and, when any input needs a gradient, record a Node."""
-    from .tensor import Tensor
-
-    device = inputs[0].device
+    first = inputs[0]
+    device = first.device
+    requires = False
     for t in inputs:
         if t.device != device:
             raise RuntimeError(
                 f"{op.name}: expected all tensors on one device, found {device} and {t.device}; "
                 "move them with .to(device) first"
             )
-    xp = inputs[0]._xp
+        requires = requires or t._requires_grad
+    requires = requires and autograd._GradMode.enabled
+    xp = first._xp
     arrays = [t.data for t in inputs]
-    res = op.impl(device)(xp, *arrays, **attrs)
-    if op.returns_extras:
-        out, extras = res
+    if device == "cpu":
+        # IEEE results (log(0) = -inf, 0/0 = nan) are returned without NumPy's warnings, as
+        # PyTorch and CuPy do; gg.detect_anomaly() raises on them instead.
+        with np.errstate(all="ignore"):
+            res = op.impl(device)(xp, *arrays, **attrs)
     else:
-        out, extras = res, None
-    requires = autograd._GradMode.enabled and any(t.requires_grad for t in inputs)
+        res = op.impl(device)(xp, *arrays, **attrs)
+    out, extras = res if op.returns_extras else (res, None)
     out_device = attrs["device"] if op.name == "to_device" else device
-    result = Tensor._wrap(out, out_device, requires_grad=requires)
+    result = _Tensor._wrap(out, out_device, requires)
     if op.view:
-        result._version = inputs[0]._version  # an in-place change to either shows in both
-    if not requires:
-        return result
+        result._version = first._version  # an in-place change to either shows in both
+    if requires:
+        result._node = _record(op, inputs, arrays, attrs, out, extras, result, xp)
+        if _anomaly.enabled:
+            from .anomaly import on_forward
+
+            on_forward(result._node, out)
+    return result
+
+
+def _record(op, inputs, arrays, attrs, out, extras, result, xp):
     diff = op.differentiable
     parents = tuple(
         (t._node if t._node is not None else t)
-        if t.requires_grad and (diff is None or diff[min(i, len(diff) - 1)])
+        if t._requires_grad and (diff is None or diff[min(i, len(diff) - 1)])
         else None
         for i, t in enumerate(inputs)
     )
     saved = []
-    versions = []
+    versions = []  # (counter, value now, which): backward checks nothing changed in place
     for kind, key in op._getters:
         if kind == "out":
             saved.append(out)
-            versions.append((result._version, 0, f"the output of '{op.name}'"))
+            versions.append((result._version, result._version[0], "out"))
         elif kind == "input":
             t = inputs[key]
             saved.append(t.data)
-            versions.append((t._version, t._version[0], f"input {key} {tuple(t.shape)}"))
+            versions.append((t._version, t._version[0], key))
         elif kind == "shape":
             saved.append(arrays[key].shape)
         elif kind == "attr":
@@ -165,7 +181,7 @@ def apply(op: Op, inputs, attrs):
             saved.append(tuple(p is not None for p in parents))
         else:
             saved.append(extras[key])
-    result._node = Node(
+    return Node(
         op,
         parents,
         tuple(saved),
@@ -176,11 +192,6 @@ def apply(op: Op, inputs, attrs):
         out.dtype,
         xp,
     )
-    if _anomaly.enabled:
-        from .anomaly import on_forward
-
-        on_forward(result._node, out)
-    return result
 
 
 class _anomaly:

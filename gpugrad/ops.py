@@ -110,10 +110,10 @@ def matmul_backward(xp, dout, x, y, needs):
     x2 = x[None, :] if x.ndim == 1 else x
     y2 = y[:, None] if y.ndim == 1 else y
     d2 = dout
-    if x.ndim == 1:
-        d2 = d2[..., None, :]
     if y.ndim == 1:
-        d2 = d2[..., None]
+        d2 = xp.expand_dims(d2, -1)
+    if x.ndim == 1:
+        d2 = xp.expand_dims(d2, -2)
     dx = dy = None
     if needs[0]:
         dx = xp.matmul(d2, xp.swapaxes(y2, -1, -2))

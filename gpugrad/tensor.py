@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import autograd, ops
+from . import autograd, dispatch, ops
 from .backends import device_of, move, parse_device, xp_for
 from .dispatch import apply
 
@@ -74,7 +74,7 @@ class Tensor:
     # ------------------------------------------------------------------ attributes
     @property
     def _xp(self):
-        return xp_for(self.device)
+        return np if self.device == "cpu" else xp_for(self.device)
 
     shape = property(lambda self: tuple(self.data.shape))
     ndim = property(lambda self: self.data.ndim)
@@ -443,6 +443,9 @@ def _index_arrays(index, device):
     if isinstance(index, list):
         return move(np.asarray(index), device)
     return index
+
+
+dispatch._Tensor = Tensor
 
 
 def tensor(data, dtype=None, device="cpu", requires_grad=False) -> Tensor:

@@ -1,0 +1,317 @@
+"""The op-info table: how to call, sample and check every op of ``gg.OPS``.
+
+Each entry says how to call the op on tensors (``fn``), how to compute it with plain NumPy
+(``ref``), and how to draw inputs: shapes (broadcasting, size-1 and size-0 dims, 0-d) and a
+value generator that keeps samples in the op's domain and away from its kinks, where finite
+differences are meaningless. ``test_ops.py`` runs the same checks over every entry, and fails
+if an op of the table has no entry here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import gpugrad as gg
+import gpugrad.functional as F
+
+
+def normal(rng, shape):
+    return rng.standard_normal(shape)
+
+
+def positive(rng, shape):
+    return rng.uniform(0.5, 2.0, shape)
+
+
+def away_from_zero(rng, shape):
+    """|x| in [0.2, 2]: abs/relu/leaky_relu kinks sit at 0."""
+    return rng.uniform(0.2, 2.0, shape) * rng.choice([-1.0, 1.0], shape)
+
+
+def distinct(rng, shape):
+    """Values spaced at least 0.05 apart so max/min have no ties to perturb across."""
+    n = int(np.prod(shape))
+    return (rng.permutation(n) * 0.05 + rng.uniform(0, 0.01)).reshape(shape) - n * 0.025
+
+
+def probabilities(rng, shape):
+    return rng.uniform(0.05, 0.95, shape)
+
+
+@dataclass
+class OpInfo:
+    name: str  # key in gg.OPS
+    fn: object  # callable on tensors
+    ref: object  # callable on numpy arrays
+    shapes: list  # one tuple of input shapes per sample
+    gens: tuple = (normal,)  # value generator per input (the last repeats)
+    nondiff: tuple = ()  # indices of inputs that get no gradient (labels, conditions)
+    int_inputs: dict = field(default_factory=dict)  # index -> fn(rng, shape, other_shapes)
+    note: str = ""
+    keeps_dtype: bool = True  # output dtype == input dtype
+    finite_differences: bool = True  # False only where float32 rounding is the point (cast)
+
+    def make_inputs(self, rng, shapes, dtype):
+        arrays = []
+        for i, shape in enumerate(shapes):
+            if i in self.int_inputs:
+                arrays.append(self.int_inputs[i](rng, shape, shapes))
+            else:
+                gen = self.gens[min(i, len(self.gens) - 1)]
+                arrays.append(np.asarray(gen(rng, shape), dtype=dtype))
+        return arrays
+
+
+def _labels(rng, shape, shapes):
+    return rng.integers(0, shapes[0][-1], shape).astype(np.int64)
+
+
+def _mask(rng, shape, shapes):
+    return rng.random(shape) > 0.5
+
+
+def _np_softmax(x, axis=-1):
+    z = np.exp(x - x.max(axis=axis, keepdims=True))
+    return z / z.sum(axis=axis, keepdims=True)
+
+
+def _np_log_softmax(x, axis=-1):
+    s = x - x.max(axis=axis, keepdims=True)
+    return s - np.log(np.exp(s).sum(axis=axis, keepdims=True))
+
+
+def _np_ce(x, t):
+    return -_np_log_softmax(x, 1)[np.arange(len(t)), t].mean()
+
+
+def _np_bce_logits(s, t):
+    return (np.maximum(s, 0) - s * t + np.log1p(np.exp(-np.abs(s)))).mean()
+
+
+def _np_bce(y, t):
+    return (-(t * np.log(y) + (1 - t) * np.log(1 - y))).mean()
+
+
+def _np_margin(x, t):
+    n, c = x.shape
+    gaps = 1 - x[np.arange(n), t][:, None] + x
+    gaps[np.arange(n), t] = 0
+    return (np.maximum(gaps, 0).sum(1) / c).mean()
+
+
+def _np_setitem(x, v):
+    out = x.copy()
+    out[1:3] = v
+    return out
+
+
+def _setitem(x, v):
+    y = x * 1  # a non-leaf, so the in-place write records the setitem op
+    y[1:3] = v
+    return y
+
+
+ELEMENTWISE_SHAPES = [[(3, 4)], [(2, 1, 3)], [()], [(0, 3)], [(1,)]]
+BINARY_SHAPES = [[(3, 4), (3, 4)], [(3, 4), (4,)], [(2, 1), (1, 3)], [(), (2, 3)], [(0, 2), (2,)]]
+REDUCE_SAMPLES = [
+    ((3, 4), {}),
+    ((3, 4), {"axis": 0}),
+    ((2, 3, 4), {"axis": (0, 2), "keepdims": True}),
+    ((2, 3, 4), {"axis": -1}),
+    ((5,), {"axis": 0}),
+    ((1, 3), {"axis": 1, "keepdims": True}),
+]
+
+
+def _reduction(name, method, ref, gen=normal):
+    """One entry per (shape, kwargs) sample; kwargs ride along in the shape list."""
+    return [
+        OpInfo(
+            name,
+            (lambda kw: lambda x: getattr(x, method)(**kw))(kw),
+            (lambda kw: lambda x: ref(x, **kw))(kw),
+            [[shape]],
+            (gen,),
+            note=str(kw),
+        )
+        for shape, kw in REDUCE_SAMPLES
+    ]
+
+
+OP_INFOS = [
+    OpInfo("add", lambda x, y: x + y, np.add, BINARY_SHAPES),
+    OpInfo("sub", lambda x, y: x - y, np.subtract, BINARY_SHAPES),
+    OpInfo("mul", lambda x, y: x * y, np.multiply, BINARY_SHAPES),
+    OpInfo("div", lambda x, y: x / y, np.divide, BINARY_SHAPES, (normal, positive)),
+    OpInfo("neg", lambda x: -x, np.negative, ELEMENTWISE_SHAPES),
+    OpInfo("pow", lambda x, y: x**y, np.power, BINARY_SHAPES[:4], (positive, normal)),
+    OpInfo("pow", lambda x: x**3, lambda x: x**3, ELEMENTWISE_SHAPES, note="scalar exponent"),
+    OpInfo(
+        "matmul",
+        lambda x, y: x @ y,
+        np.matmul,
+        [
+            [(3, 4), (4, 5)],
+            [(4,), (4, 2)],
+            [(3, 4), (4,)],
+            [(4,), (4,)],
+            [(2, 3, 4), (4, 2)],
+            [(2, 1, 3, 4), (5, 4, 2)],
+            [(3,), (2, 3, 4)],
+            [(0, 3), (3, 2)],
+        ],
+    ),
+    OpInfo("exp", lambda x: x.exp(), np.exp, ELEMENTWISE_SHAPES),
+    OpInfo("log", lambda x: x.log(), np.log, ELEMENTWISE_SHAPES, (positive,)),
+    OpInfo("sqrt", lambda x: x.sqrt(), np.sqrt, ELEMENTWISE_SHAPES, (positive,)),
+    OpInfo("abs", lambda x: x.abs(), np.abs, ELEMENTWISE_SHAPES, (away_from_zero,)),
+    OpInfo("tanh", lambda x: x.tanh(), np.tanh, ELEMENTWISE_SHAPES),
+    OpInfo("sigmoid", lambda x: x.sigmoid(), lambda x: 1 / (1 + np.exp(-x)), ELEMENTWISE_SHAPES),
+    OpInfo(
+        "relu",
+        lambda x: x.relu(),
+        lambda x: np.maximum(x, 0),
+        ELEMENTWISE_SHAPES,
+        (away_from_zero,),
+    ),
+    OpInfo(
+        "leaky_relu",
+        lambda x: x.leaky_relu(0.1),
+        lambda x: np.where(x > 0, x, 0.1 * x),
+        ELEMENTWISE_SHAPES,
+        (away_from_zero,),
+    ),
+    OpInfo("maximum", gg.maximum, np.maximum, BINARY_SHAPES, (distinct,)),
+    OpInfo("minimum", gg.minimum, np.minimum, BINARY_SHAPES, (distinct,)),
+    OpInfo(
+        "where",
+        gg.where,
+        np.where,
+        [[(3, 4), (3, 4), (3, 4)], [(3, 4), (4,), (3, 1)], [(2, 3), (), (2, 3)]],
+        nondiff=(0,),
+        int_inputs={0: _mask},
+    ),
+    OpInfo(
+        "clip",
+        lambda x: x.clip(-0.5, 0.7),
+        lambda x: np.clip(x, -0.5, 0.7),
+        ELEMENTWISE_SHAPES,
+        (lambda rng, s: rng.choice([-1.0, -0.2, 0.1, 0.5, 1.2], s) + rng.uniform(-0.05, 0.05, s),),
+    ),
+    OpInfo(
+        "cast",
+        lambda x: x.to(gg.float32 if x.dtype == gg.float64 else gg.float64),
+        lambda x: x.astype(np.float32 if x.dtype == np.float64 else np.float64),
+        [[(3, 4)]],
+        keeps_dtype=False,
+        finite_differences=False,  # float32 rounding defeats eps=1e-6; see test_tensor.py
+    ),
+    *_reduction("sum", "sum", np.sum),
+    *_reduction("mean", "mean", np.mean),
+    *_reduction("max", "max", np.max, distinct),
+    *_reduction("min", "min", np.min, distinct),
+    *_reduction("var", "var", np.var),
+    OpInfo("var", lambda x: x.var(axis=1, ddof=1), lambda x: x.var(axis=1, ddof=1), [[(3, 5)]]),
+    OpInfo("reshape", lambda x: x.reshape(4, 3), lambda x: x.reshape(4, 3), [[(3, 4)], [(12,)]]),
+    OpInfo("reshape", lambda x: x.reshape((2, -1)), lambda x: x.reshape(2, -1), [[(2, 3, 2)]]),
+    OpInfo("transpose", lambda x: x.T, lambda x: x.T, [[(3, 4)], [(2, 3, 4)], [(5,)]]),
+    OpInfo(
+        "transpose",
+        lambda x: x.transpose(1, 2, 0),
+        lambda x: x.transpose(1, 2, 0),
+        [[(2, 3, 4)]],
+    ),
+    OpInfo(
+        "broadcast_to",
+        lambda x: x.broadcast_to(2, 3, 4),
+        lambda x: np.broadcast_to(x, (2, 3, 4)),
+        [[(3, 1)], [(4,)], [()]],
+    ),
+    OpInfo(
+        "expand_dims",
+        lambda x: x.expand_dims(1),
+        lambda x: np.expand_dims(x, 1),
+        [[(3, 4)], [(2,)]],
+    ),
+    OpInfo(
+        "squeeze",
+        lambda x: x.squeeze(),
+        lambda x: np.squeeze(x),
+        [[(3, 1, 4)], [(1, 1)], [(1, 2, 1)]],
+    ),
+    OpInfo("getitem", lambda x: x[1:, ::2], lambda x: x[1:, ::2], [[(4, 5)]]),
+    OpInfo("getitem", lambda x: x[..., 0], lambda x: x[..., 0], [[(3, 4)], [(2, 3, 4)]]),
+    OpInfo(
+        "getitem",
+        lambda x: x[np.array([0, 2, 0, 1])],
+        lambda x: x[np.array([0, 2, 0, 1])],
+        [[(3, 2)], [(3,)]],
+        note="integer array with repeats: the backward scatter-adds",
+    ),
+    OpInfo("getitem", lambda x: x[x.numpy() > 0], lambda x: x[x > 0], [[(4, 3)]], note="mask"),
+    OpInfo("setitem", _setitem, _np_setitem, [[(4, 3), (2, 3)], [(4, 3), (3,)], [(5,), ()]]),
+    OpInfo(
+        "concatenate",
+        lambda *xs: gg.concatenate(xs, axis=1),
+        lambda *xs: np.concatenate(xs, axis=1),
+        [[(2, 3), (2, 1), (2, 2)], [(3, 0), (3, 2)]],
+    ),
+    OpInfo(
+        "stack",
+        lambda *xs: gg.stack(xs, axis=1),
+        lambda *xs: np.stack(xs, axis=1),
+        [[(2, 3), (2, 3)], [(4,), (4,), (4,)]],
+    ),
+    OpInfo("softmax", F.softmax, _np_softmax, [[(3, 5)], [(2, 3, 4)], [(1, 1)]]),
+    OpInfo(
+        "softmax",
+        lambda x: F.softmax(x, axis=0),
+        lambda x: _np_softmax(x, 0),
+        [[(3, 5)]],
+    ),
+    OpInfo("log_softmax", F.log_softmax, _np_log_softmax, [[(3, 5)], [(2, 3, 4)], [(4,)]]),
+    OpInfo(
+        "cross_entropy",
+        F.cross_entropy,
+        _np_ce,
+        [[(4, 5), (4,)], [(1, 3), (1,)], [(6, 2), (6,)]],
+        nondiff=(1,),
+        int_inputs={1: _labels},
+    ),
+    OpInfo(
+        "binary_cross_entropy_with_logits",
+        F.binary_cross_entropy_with_logits,
+        _np_bce_logits,
+        [[(4, 3), (4, 3)], [(5,), (5,)]],
+        (normal, probabilities),
+    ),
+    OpInfo(
+        "binary_cross_entropy",
+        F.binary_cross_entropy,
+        _np_bce,
+        [[(4, 3), (4, 3)], [(5,), (5,)]],
+        (probabilities,),
+    ),
+    OpInfo(
+        "mse_loss",
+        F.mse_loss,
+        lambda y, t: ((y - t) ** 2).mean(),
+        [[(4, 3), (4, 3)], [(5,), (5,)], [(), ()]],
+    ),
+    OpInfo(
+        "multi_margin_loss",
+        F.multi_margin_loss,
+        _np_margin,
+        [[(4, 5), (4,)], [(3, 2), (3,)]],
+        (lambda rng, s: distinct(rng, s) * 3.7,),  # no gap lands on the hinge
+        nondiff=(1,),
+        int_inputs={1: _labels},
+    ),
+]
+
+# Ops that need something a single CPU cannot give; their tests live elsewhere.
+NOT_SAMPLED_HERE = {
+    "to_device": "moves between two devices: tests/test_tensor.py (CPU) and the GPU tests",
+}
