@@ -130,8 +130,8 @@ def _reduction(name, method, ref, gen=normal):
     return [
         OpInfo(
             name,
-            (lambda kw: lambda x: getattr(x, method)(**kw))(kw),
-            (lambda kw: lambda x: ref(x, **kw))(kw),
+            lambda x, kw=kw: getattr(x, method)(**kw),
+            lambda x, kw=kw: ref(x, **kw),
             [[shape]],
             (gen,),
             note=str(kw),
