@@ -134,13 +134,16 @@ def apply(op: Op, inputs, attrs):
     requires = requires and autograd._GradMode.enabled
     xp = first._xp
     arrays = [t.data for t in inputs]
-    if device == "cpu":
-        # IEEE results (log(0) = -inf, 0/0 = nan) are returned without NumPy's warnings, as
-        # PyTorch and CuPy do; gg.detect_anomaly() raises on them instead.
-        with np.errstate(all="ignore"):
+    try:
+        if device == "cpu":
+            # IEEE results (log(0) = -inf, 0/0 = nan) are returned without NumPy's warnings, as
+            # PyTorch and CuPy do; gg.detect_anomaly() raises on them instead.
+            with np.errstate(all="ignore"):
+                res = op.impl(device)(xp, *arrays, **attrs)
+        else:
             res = op.impl(device)(xp, *arrays, **attrs)
-    else:
-        res = op.impl(device)(xp, *arrays, **attrs)
+    except (ValueError, TypeError, IndexError) as e:
+        raise _named(op, arrays, e) from e
     out, extras = res if op.returns_extras else (res, None)
     out_device = attrs["device"] if op.name == "to_device" else device
     result = _Tensor._wrap(out, out_device, requires)
@@ -153,6 +156,14 @@ def apply(op: Op, inputs, attrs):
 
             on_forward(result._node, out)
     return result
+
+
+def _named(op, arrays, error):
+    """The array library's error, prefixed with the op and its input shapes and dtypes."""
+    if str(error).startswith(f"{op.name}:"):
+        return error
+    inputs = ", ".join(f"{tuple(a.shape)} {a.dtype}" for a in arrays)
+    return type(error)(f"{op.name}: inputs {inputs}: {error}")
 
 
 def _record(op, inputs, arrays, attrs, out, extras, result, xp):
