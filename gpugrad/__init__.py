@@ -8,7 +8,7 @@
 (-8.0, 4.0, 4.0, -2.0)
 """
 
-from . import functional, viz
+from . import functional, nn, optim, viz
 from .anomaly import detect_anomaly
 from .autograd import enable_grad, is_grad_enabled, no_grad
 from .backends import cuda_device_count, cuda_is_available
@@ -85,9 +85,11 @@ __all__ = [
     "maximum",
     "mean",
     "minimum",
+    "nn",
     "no_grad",
     "ones",
     "ones_like",
+    "optim",
     "rand",
     "randint",
     "randn",

@@ -60,6 +60,12 @@ class Op:
         self.variadic = any(p.kind is p.VAR_POSITIONAL for p in params)
         inputs = [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
         attrs = [p.name for p in params if p.kind is p.KEYWORD_ONLY]
+        # an attribute the caller leaves out still reaches backward, with its default
+        self._attr_defaults = {
+            p.name: p.default
+            for p in params
+            if p.kind is p.KEYWORD_ONLY and p.default is not inspect.Parameter.empty
+        }
         self.inputs = tuple(inputs)
         self.differentiable = differentiable  # None: every input; else a tuple of bools
         self.saves = tuple(saves)
@@ -187,7 +193,7 @@ def _record(op, inputs, arrays, attrs, out, extras, result, xp):
         elif kind == "shape":
             saved.append(arrays[key].shape)
         elif kind == "attr":
-            saved.append(attrs[key])
+            saved.append(attrs[key] if key in attrs else op._attr_defaults[key])
         elif kind == "needs":
             saved.append(tuple(p is not None for p in parents))
         else:

@@ -42,6 +42,7 @@ def _times_rows(xp, d, dout):
     saves=("dlogits",),
     differentiable=(True, False),
     cpu="cross_entropy",
+    cuda="cross_entropy",
 )
 def cross_entropy(xp, logits, targets, *, reduction="mean", ignore_index=-100):
     """Softmax cross-entropy over classes (axis 1), log-sum-exp stable; saves (p - onehot)/N."""
@@ -70,6 +71,7 @@ def cross_entropy_backward(xp, dout, dlogits):
     "binary_cross_entropy_with_logits",
     saves=("dlogits", "logits", "scale"),
     cpu="binary_cross_entropy_with_logits",
+    cuda="binary_cross_entropy_with_logits",
 )
 def binary_cross_entropy_with_logits(xp, logits, targets, *, reduction="mean"):
     """max(s, 0) - s*t + log1p(exp(-|s|)): finite for any logit; d/ds = sigmoid(s) - t."""
@@ -106,7 +108,7 @@ def binary_cross_entropy_backward(xp, dout, dinput, dtarget):
     return dinput * dout, dtarget * dout
 
 
-@op("mse_loss", saves=("dinput",), cpu="mse_loss")
+@op("mse_loss", saves=("dinput",), cpu="mse_loss", cuda="mse_loss")
 def mse_loss(xp, input, targets, *, reduction="mean"):
     """(y - t)^2, summed or averaged; d/dy = 2 (y - t) / N for "mean"."""
     diff = input - targets
@@ -139,3 +141,73 @@ def multi_margin_loss(xp, scores, targets, *, p=1, margin=1.0, reduction="mean")
 @multi_margin_loss.backward
 def multi_margin_loss_backward(xp, dout, dscores):
     return _times_rows(xp, dscores, dout), None
+
+
+# ----------------------------------------------------------------------------- bias + activation
+
+BIAS_ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "identity")
+
+
+def _check_bias_act(activation, negative_slope):
+    if activation not in BIAS_ACTIVATIONS:
+        raise ValueError(
+            f"bias_act: unknown activation {activation!r}; expected one of {BIAS_ACTIVATIONS}"
+        )
+    if activation == "leaky_relu" and negative_slope < 0:
+        # Backward reads the derivative off the output's sign, which a negative slope flips.
+        raise ValueError(f"bias_act: negative_slope must be >= 0, got {negative_slope}")
+
+
+@op(
+    "bias_act",
+    saves=("out", "activation", "negative_slope", "needs_grad"),
+    cpu="bias_act",
+    cuda="bias_act",
+)
+def bias_act(xp, z, b, *, activation="relu", negative_slope=0.01):
+    """act(z + b) for z (..., C) and a bias b (C,): a Linear layer's epilogue in one pass.
+
+    Saves only the output: every supported activation's derivative is a function of it
+    (relu: out > 0, tanh: 1 - out^2, sigmoid: out (1 - out)). No double backward.
+    """
+    _check_bias_act(activation, negative_slope)
+    y = z + b
+    if activation == "relu":
+        return xp.maximum(y, 0)
+    if activation == "leaky_relu":
+        return xp.where(y > 0, y, y * negative_slope)
+    if activation == "tanh":
+        return xp.tanh(y)
+    if activation == "sigmoid":
+        e = xp.exp(-xp.abs(y))  # the sign-split form of ops.sigmoid: no overflow
+        return xp.where(y >= 0, 1 / (1 + e), e / (1 + e))
+    return y
+
+
+def _bias_act_slope(xp, out, activation, negative_slope):
+    """d act / d pre-activation, computed from the activation's output."""
+    if activation == "relu":
+        return out > 0  # relu'(0) = 0, as in ops.relu
+    if activation == "leaky_relu":
+        return xp.where(out > 0, 1, negative_slope).astype(out.dtype)
+    if activation == "tanh":
+        return 1 - out * out
+    if activation == "sigmoid":
+        return out * (1 - out)
+    return None
+
+
+@bias_act.backward
+def bias_act_backward(xp, dout, out, activation, negative_slope, needs):
+    from .dispatch import config  # late: this section is appended below the module's imports
+
+    # The backward fast path is chosen here because the op table dispatches forwards only.
+    fast = out.dtype.kind == "f" and out.dtype.itemsize >= 4 and out.ndim > 0
+    if fast and config.kernels and xp.__name__ == "numpy":
+        from .backends import cpu
+
+        return cpu.bias_act_backward(xp, dout, out, activation, negative_slope, needs)
+    slope = _bias_act_slope(xp, out, activation, negative_slope)
+    dz = dout if slope is None else dout * slope
+    db = dz.reshape(-1, dz.shape[-1]).sum(axis=0) if needs[1] else None
+    return (dz if needs[0] else None), db

@@ -15,6 +15,7 @@ import numpy as np
 
 import gpugrad as gg
 import gpugrad.functional as F
+from gpugrad import fused
 
 
 def normal(rng, shape):
@@ -309,6 +310,34 @@ OP_INFOS = [
         nondiff=(1,),
         int_inputs={1: _labels},
     ),
+]
+
+
+def _np_bias_act(activation):
+    acts = {
+        "relu": lambda y: np.maximum(y, 0),
+        "leaky_relu": lambda y: np.where(y > 0, y, 0.1 * y),
+        "tanh": np.tanh,
+        "sigmoid": lambda y: 1 / (1 + np.exp(-y)),
+        "identity": lambda y: y,
+    }
+    return lambda z, b: acts[activation](z + b)
+
+
+def _small(rng, shape):
+    return rng.uniform(-0.1, 0.1, shape)  # with |z| >= 0.2, z + b stays off the kink at 0
+
+
+OP_INFOS += [
+    OpInfo(
+        "bias_act",
+        (lambda a: lambda z, b: fused.bias_act(z, b, activation=a, negative_slope=0.1))(act),
+        _np_bias_act(act),
+        [[(4, 3), (3,)], [(2, 3, 5), (5,)], [(0, 3), (3,)]],
+        (away_from_zero, _small),
+        note=act,
+    )
+    for act in ("relu", "leaky_relu", "tanh", "sigmoid", "identity")
 ]
 
 # Ops that need something a single CPU cannot give; their tests live elsewhere.

@@ -45,7 +45,18 @@ def _softmax_xent_kernel(logits, targets, ignore_index, scale, per_row, dlogits)
         dlogits[i, t] -= scale
 
 
+# Above this many classes NumPy's vectorized exp beats the scalar loop (measured on 2 x86
+# cores, float32, N=256: Numba 1.9x faster at C=32, 1.15x at C=100, 0.66x at C=256).
+WIDE_ROWS = 128
+
+
 def cross_entropy(xp, logits, targets, *, reduction="mean", ignore_index=-100):
+    if logits.shape[1] > WIDE_ROWS:
+        from .. import fused
+
+        return fused.cross_entropy.fwd(
+            xp, logits, targets, reduction=reduction, ignore_index=ignore_index
+        )
     logits = np.ascontiguousarray(logits)
     targets = np.ascontiguousarray(targets)
     count = int(np.count_nonzero(targets != ignore_index))
@@ -113,3 +124,96 @@ def _total(total, per_item, reduction, count, dtype):
     if reduction == "sum":
         return np.asarray(total, dtype)
     return np.asarray(total / count if count else np.nan, dtype)
+
+
+# ----------------------------------------------------------------------------- bias + activation
+# act(z + b) over an (N, C) block in one sweep: one read of z, one write of out, where NumPy's
+# reference makes two to four temporaries. Backward reads dout and out once, writes dz once and
+# sums the bias gradient in the same sweep. Measured on 2 cores, (256, 512) float32: Numba wins
+# for relu, leaky_relu and identity forwards and every backward; for tanh and sigmoid forwards
+# NumPy's SIMD transcendentals beat Numba's scalar libm calls (no SVML) by 2-7x, so those two
+# forwards run the NumPy reference.
+
+_ACT_CODES = {"relu": 0, "leaky_relu": 1, "tanh": 2, "sigmoid": 3, "identity": 4}
+
+
+@njit(cache=True)
+def _bias_act_fwd_kernel(z, b, code, slope, out):
+    n, c = z.shape
+    zero = z.dtype.type(0)
+    s = z.dtype.type(slope)
+    for i in range(n):
+        zi = z[i]
+        oi = out[i]
+        if code == 0:
+            for j in range(c):
+                v = zi[j] + b[j]
+                oi[j] = v if v > zero else zero
+        elif code == 1:
+            for j in range(c):
+                v = zi[j] + b[j]
+                oi[j] = v if v > zero else v * s
+        else:
+            for j in range(c):
+                oi[j] = zi[j] + b[j]
+
+
+@njit(cache=True)
+def _bias_act_bwd_kernel(dout, out, code, slope, dz, db):
+    n, c = dout.shape
+    one = out.dtype.type(1)
+    zero = out.dtype.type(0)
+    s = out.dtype.type(slope)
+    acc = np.zeros(c, np.float64)
+    for i in range(n):
+        di = dout[i]
+        oi = out[i]
+        zi = dz[i]
+        for j in range(c):
+            o = oi[j]
+            if code == 0:
+                d = di[j] if o > zero else zero
+            elif code == 1:
+                d = di[j] if o > zero else di[j] * s
+            elif code == 2:
+                d = di[j] * (one - o * o)
+            elif code == 3:
+                d = di[j] * (o * (one - o))
+            else:
+                d = di[j]
+            zi[j] = d
+            acc[j] += d
+    for j in range(c):
+        db[j] = acc[j]
+
+
+def _rows(a):
+    return np.ascontiguousarray(a).reshape(-1, a.shape[-1])
+
+
+def bias_act(xp, z, b, *, activation="relu", negative_slope=0.01):
+    from ..fused import _check_bias_act
+
+    _check_bias_act(activation, negative_slope)
+    slow = z.dtype != b.dtype or z.dtype.kind != "f" or z.dtype.itemsize < 4 or z.ndim == 0
+    if slow or activation in ("tanh", "sigmoid"):
+        from ..fused import bias_act as reference
+
+        return reference.fwd(xp, z, b, activation=activation, negative_slope=negative_slope)
+    z2 = _rows(z)
+    out = np.empty_like(z2)
+    _bias_act_fwd_kernel(z2, np.ascontiguousarray(b), _ACT_CODES[activation], negative_slope, out)
+    return out.reshape(z.shape)
+
+
+def bias_act_backward(xp, dout, out, activation, negative_slope, needs):
+    """Backward of ``fused.bias_act`` for float32/float64: (dz, db) in one sweep."""
+    if activation == "identity":  # dz is dout itself: only the column sum is left to do
+        db = dout.reshape(-1, dout.shape[-1]).sum(axis=0) if needs[1] else None
+        return (dout if needs[0] else None), db
+    o2 = _rows(out)
+    d2 = _rows(dout.astype(out.dtype, copy=False))
+    dz = np.empty_like(o2)
+    db = np.empty(o2.shape[1], out.dtype)
+    _bias_act_bwd_kernel(d2, o2, _ACT_CODES[activation], negative_slope, dz, db)
+    return (dz.reshape(out.shape) if needs[0] else None), (db if needs[1] else None)

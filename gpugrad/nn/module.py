@@ -1,0 +1,309 @@
+"""Module: a container of parameters and sub-modules, with PyTorch's registration rules.
+
+Assigning a leaf tensor that requires grad to an attribute registers it as a parameter;
+assigning a Module registers a child. Everything else is an ordinary attribute. Parameter names
+follow PyTorch (``"0.weight"`` inside a Sequential, ``"encoder.fc.bias"`` when nested), so state
+dicts map one to one.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import OrderedDict
+from typing import NamedTuple
+
+import numpy as np
+
+from ..autograd import no_grad
+from ..backends import move, parse_device
+from ..tensor import Tensor
+
+
+def Parameter(data, dtype=None, device=None, requires_grad: bool = True) -> Tensor:
+    """A leaf tensor that requires grad: what a Module registers as a parameter.
+
+    >>> Parameter([1.0, 2.0]).requires_grad
+    True
+    """
+    if isinstance(data, Tensor):
+        device = data.device if device is None else device
+        data = data.data
+    return Tensor(data, dtype=dtype, device=device or "cpu", requires_grad=requires_grad)
+
+
+def _is_parameter(value) -> bool:
+    return isinstance(value, Tensor) and value.requires_grad and value.is_leaf
+
+
+class LoadResult(NamedTuple):
+    """What ``load_state_dict(strict=False)`` skipped."""
+
+    missing_keys: list
+    unexpected_keys: list
+
+
+class _Recorder:
+    """Collects (module, output shape) rows while ``Module.summary`` runs a forward."""
+
+    rows: list | None = None
+
+
+class Module:
+    """Base class of layers and models: ``forward`` computes, ``__call__`` runs it."""
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+
+    # ------------------------------------------------------------------ registration
+    def __setattr__(self, name, value):
+        if "_parameters" not in self.__dict__:
+            raise AttributeError(
+                f"cannot assign {name!r} before Module.__init__() ran; call super().__init__() "
+                "first in your module's __init__"
+            )
+        params, modules = self._parameters, self._modules
+        params.pop(name, None)
+        modules.pop(name, None)
+        if _is_parameter(value):
+            self.__dict__.pop(name, None)
+            params[name] = value
+        elif isinstance(value, Module):
+            self.__dict__.pop(name, None)
+            modules[name] = value
+        else:
+            object.__setattr__(self, name, value)
+
+    def __getattr__(self, name):
+        # Only reached when normal lookup fails: registered parameters and children live here.
+        d = self.__dict__
+        if name in d.get("_parameters", ()):
+            return d["_parameters"][name]
+        if name in d.get("_modules", ()):
+            return d["_modules"][name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __delattr__(self, name):
+        if name in self._parameters:
+            del self._parameters[name]
+        elif name in self._modules:
+            del self._modules[name]
+        else:
+            object.__delattr__(self, name)
+
+    def register_parameter(self, name: str, param: Tensor | None) -> None:
+        """Register a parameter under ``name`` (None removes it)."""
+        if param is not None and not _is_parameter(param):
+            raise TypeError(
+                f"register_parameter: {name!r} must be a leaf tensor with requires_grad=True"
+            )
+        if param is None:
+            self._parameters.pop(name, None)
+        else:
+            setattr(self, name, param)
+
+    def add_module(self, name: str, module: Module) -> None:
+        if not isinstance(module, Module):
+            raise TypeError(f"add_module: {name!r} is a {type(module).__name__}, not a Module")
+        self._modules[name] = module
+
+    # ------------------------------------------------------------------ traversal
+    def children(self):
+        """The direct sub-modules, in registration order."""
+        yield from self._modules.values()
+
+    def named_children(self):
+        yield from self._modules.items()
+
+    def named_modules(self, prefix: str = ""):
+        """(dotted name, module) for self and every descendant, each module once."""
+        seen = set()
+        stack = [(prefix, self)]
+        while stack:
+            name, m = stack.pop()
+            if id(m) in seen:
+                continue
+            seen.add(id(m))
+            yield name, m
+            kids = [(f"{name}.{k}" if name else k, c) for k, c in m._modules.items()]
+            stack.extend(reversed(kids))
+
+    def modules(self):
+        for _, m in self.named_modules():
+            yield m
+
+    def named_parameters(self, prefix: str = ""):
+        """(dotted name, parameter) pairs; a parameter shared by two modules appears once."""
+        seen = set()
+        for mname, m in self.named_modules(prefix):
+            for pname, p in m._parameters.items():
+                if id(p) in seen:
+                    continue
+                seen.add(id(p))
+                yield (f"{mname}.{pname}" if mname else pname), p
+
+    def parameters(self):
+        for _, p in self.named_parameters():
+            yield p
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        """How many scalar weights the model has (Linear(3, 4): 4*3 + 4 = 16)."""
+        return sum(p.size for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    # ------------------------------------------------------------------ modes and devices
+    def zero_grad(self) -> None:
+        """Drop every parameter's gradient (``.grad = None``)."""
+        for p in self.parameters():
+            p.grad = None
+
+    def train(self, mode: bool = True) -> Module:
+        for m in self.modules():
+            object.__setattr__(m, "training", bool(mode))
+        return self
+
+    def eval(self) -> Module:
+        return self.train(False)
+
+    def to(self, target=None, dtype=None) -> Module:
+        """Move and/or cast every parameter (``"cuda"``, ``gg.float64``, or both); returns self.
+
+        Parameters keep their identity (their array is swapped), so an optimizer built before
+        the call still holds them. Gradients follow their parameters.
+        """
+        device = None
+        if isinstance(target, str):
+            device = parse_device(target)
+        elif target is not None:
+            dtype = target
+        if dtype is not None and np.dtype(dtype).kind != "f":
+            raise TypeError(f"Module.to: parameters must stay floating point, got {dtype}")
+        with no_grad():
+            for p in self.parameters():
+                for t in (p, p.grad):
+                    if t is None:
+                        continue
+                    arr = t.data
+                    if dtype is not None:
+                        arr = arr.astype(dtype, copy=False)
+                    if device is not None:
+                        arr = move(arr, device)
+                        t.device = device
+                    if arr is not t.data:
+                        t.data = arr
+                        t._version[0] += 1
+        return self
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> OrderedDict:
+        """An ordered dict parameter name -> NumPy array (a copy, on the host)."""
+        return OrderedDict((k, np.array(p.numpy(), copy=True)) for k, p in self.named_parameters())
+
+    def load_state_dict(self, state_dict, strict: bool = True) -> LoadResult:
+        """Copy values (NumPy arrays or tensors) into the parameters, in place.
+
+        Every key and shape is checked before anything is written, so a failed load leaves the
+        module unchanged. With ``strict=False`` missing and unexpected keys are returned instead
+        of raised; a shape mismatch always raises.
+        """
+        own = OrderedDict(self.named_parameters())
+        missing = [k for k in own if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in own]
+        values, problems = {}, []
+        for k, p in own.items():
+            if k not in state_dict:
+                continue
+            v = state_dict[k]
+            arr = v.numpy() if isinstance(v, Tensor) else np.asarray(v)
+            if tuple(arr.shape) != p.shape:
+                problems.append(
+                    f"size mismatch for {k!r}: the checkpoint has shape {tuple(arr.shape)}, "
+                    f"the model's parameter has shape {p.shape}"
+                )
+            values[k] = arr
+        if strict and unexpected:
+            problems.insert(0, f"unexpected key(s): {', '.join(map(repr, unexpected))}")
+        if strict and missing:
+            problems.insert(0, f"missing key(s): {', '.join(map(repr, missing))}")
+        if problems:
+            raise RuntimeError(
+                f"load_state_dict: error(s) loading into {type(self).__name__} (nothing was "
+                "changed):\n  " + "\n  ".join(problems)
+            )
+        with no_grad():
+            for k, arr in values.items():
+                p = own[k]
+                p.data[...] = move(arr.astype(p.dtype, copy=False), p.device)
+                p._version[0] += 1
+        return LoadResult(missing, unexpected)
+
+    # ------------------------------------------------------------------ running
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} does not define forward()")
+
+    def __call__(self, *args, **kwargs):
+        out = self.forward(*args, **kwargs)
+        if _Recorder.rows is not None:
+            _Recorder.rows.append((self, out.shape if isinstance(out, Tensor) else None))
+        return out
+
+    def summary(self, input_shape, dtype="float32", file=None) -> None:
+        """Print each leaf layer's output shape and parameter count, then the totals.
+
+        ``input_shape`` includes the batch dimension, e.g. ``(1, 784)``. One forward runs on
+        zeros, under no_grad and unfused, so every layer shows up in the table.
+        """
+        from ..creation import zeros
+
+        names = {id(m): n for n, m in self.named_modules()}
+        x = zeros(tuple(input_shape), dtype=np.dtype(dtype), device=self._device())
+        prev, _Recorder.rows = _Recorder.rows, []
+        try:
+            with no_grad():
+                self(x)
+            rows = _Recorder.rows
+        finally:
+            _Recorder.rows = prev
+        table = [("Layer (type)", "Output shape", "Param #")]
+        for m, shape in rows:
+            if m._modules:  # containers: their layers have rows of their own
+                continue
+            own = sum(p.size for p in m._parameters.values())
+            label = f"{names.get(id(m), '?') or type(m).__name__} ({type(m).__name__})"
+            table.append((label, str(shape) if shape is not None else "-", f"{own:,}"))
+        widths = [max(len(r[i]) for r in table) + 2 for i in range(3)]
+        line = "=" * sum(widths)
+        out = [line, _row(table[0], widths), line]
+        out += [_row(r, widths) for r in table[1:]]
+        total = self.num_parameters()
+        out += [
+            line,
+            f"Total params: {total:,}",
+            f"Trainable params: {self.num_parameters(trainable_only=True):,}",
+            f"Non-trainable params: {total - self.num_parameters(trainable_only=True):,}",
+            line,
+        ]
+        print("\n".join(out), file=file or sys.stdout)
+
+    def _device(self) -> str:
+        return next((p.device for p in self.parameters()), "cpu")
+
+    # ------------------------------------------------------------------ printing
+    def extra_repr(self) -> str:
+        """The text inside this module's parentheses in ``repr`` (e.g. layer sizes)."""
+        return ""
+
+    def __repr__(self) -> str:
+        lines = []
+        for name, m in self._modules.items():
+            child = repr(m).replace("\n", "\n  ")
+            lines.append(f"  ({name}): {child}")
+        extra = self.extra_repr()
+        if not lines:
+            return f"{type(self).__name__}({extra})"
+        head = f"{type(self).__name__}({extra}" if extra else f"{type(self).__name__}("
+        return head + "\n" + "\n".join(lines) + "\n)"
+
+
+def _row(cells, widths) -> str:
+    return "".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()

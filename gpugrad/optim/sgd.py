@@ -1,0 +1,83 @@
+"""Stochastic gradient descent with momentum, dampening, Nesterov and weight decay."""
+
+from __future__ import annotations
+
+from ..backends import cpu_optim
+from .optimizer import Optimizer
+
+
+class SGD(Optimizer):
+    """PyTorch's SGD: g = grad + wd * p; b = g on the first step, else
+    momentum * b + (1 - dampening) * g; p -= lr * (g + momentum * b if nesterov else b).
+
+    >>> import gpugrad as gg
+    >>> w = gg.tensor([1.0, 2.0], requires_grad=True)
+    >>> (w * w).sum().backward()
+    >>> SGD([w], lr=0.1).step()
+    >>> w.tolist()
+    [0.800000011920929, 1.600000023841858]
+    """
+
+    _columns = cpu_optim.SGD_COLUMNS
+
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+        maximize: bool = False,
+    ):
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            dampening=dampening,
+            nesterov=nesterov,
+            weight_decay=weight_decay,
+            maximize=maximize,
+        )
+        super().__init__(params, defaults)
+
+    def _validate(self, group):
+        super()._validate(group)
+        if group["momentum"] < 0:
+            raise ValueError(f"invalid momentum value: {group['momentum']}")
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+
+    def _state_names(self, group=None):
+        groups = self.param_groups if group is None else [group]
+        return ["momentum_buffer"] if any(g["momentum"] != 0 for g in groups) else []
+
+    def _row(self, group, state):
+        return [
+            0.0,
+            group["lr"],
+            group["momentum"],
+            group["dampening"],
+            group["weight_decay"],
+            float(group["nesterov"]),
+            float(group["maximize"]),
+            float("momentum_buffer" not in state),
+        ]
+
+    def _launch_cpu(self, bucket, hp):
+        bufs = bucket.buffers.get("momentum_buffer", bucket.grads[:0])
+        cpu_optim.sgd_step(bucket.flat_params, bucket.grads, bufs, bucket.offsets, hp)
+
+    def _reference_step(self, group, p, grad, state):
+        g = -grad if group["maximize"] else grad
+        if group["weight_decay"] != 0:
+            g = g + group["weight_decay"] * p.data
+        momentum = group["momentum"]
+        if momentum != 0:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = g.copy()
+            else:
+                buf *= momentum
+                buf += (1 - group["dampening"]) * g
+            g = g + momentum * buf if group["nesterov"] else buf
+        p.data -= group["lr"] * g
