@@ -1,4 +1,4 @@
-"""The ``gpugrad`` command: ``gpugrad demo | info`` (also ``python -m gpugrad ...``)."""
+"""The ``gpugrad`` command: ``gpugrad demo | info | train`` (also ``python -m gpugrad ...``)."""
 
 from __future__ import annotations
 
@@ -86,6 +86,57 @@ def _info(args) -> int:
     return 0
 
 
+def _train(args) -> int:
+    from .train import run_cli
+
+    options = {k: v for k, v in vars(args).items() if k not in ("command", "run")}
+    return run_cli(options)
+
+
+def _hidden_sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected sizes like 128,64, got {text!r}") from None
+    if any(s < 1 for s in sizes):
+        raise argparse.ArgumentTypeError(f"hidden sizes must be positive, got {text!r}")
+    return sizes
+
+
+def _add_train(sub) -> None:
+    from .data import DATASETS
+
+    # Every default is None here so that --resume can tell what was given explicitly; the
+    # real defaults live in gpugrad.train.TrainConfig and are shown in the help.
+    train = sub.add_parser(
+        "train",
+        help="train an MLP classifier (digits by default) with checkpoints, metrics and plots",
+        description="Train an MLP classifier. With no arguments: digits, MLP 64-128-64-10, "
+        "Adam lr 3e-3 with a cosine schedule, batch 64, 30 epochs, output in runs/digits.",
+    )
+    add = train.add_argument
+    add("--dataset", choices=DATASETS, help="default: digits (bundled)")
+    add("--data-dir", help="folder with the IDX files, or an .npz (mnist, fashion-mnist)")
+    add("--hidden", type=_hidden_sizes, help="hidden layer sizes, default 128,64")
+    add("--activation", choices=("relu", "leaky_relu", "tanh", "sigmoid"), help="default relu")
+    add("--loss", choices=("cross_entropy", "multi_margin", "mse"), help="default cross_entropy")
+    add("--optimizer", choices=("sgd", "adam", "adamw"), help="default adam")
+    add("--lr", type=float, help="learning rate, default 3e-3")
+    add("--momentum", type=float, help="SGD momentum, default 0.9")
+    add("--weight-decay", type=float, help="default 0 (adamw: 0.01)")
+    add("--batch-size", type=int, help="default 64")
+    add("--epochs", type=int, help="total epochs, default 30 (may be raised on --resume)")
+    add("--scheduler", choices=("none", "step", "cosine"), help="default cosine")
+    add("--val-fraction", type=float, help="share of train held out for validation, default 0.1")
+    add("--device", help="auto (default), cpu, cuda or cuda:N")
+    add("--seed", type=int, help="seeds initialisation and shuffling, default 0")
+    add("--out", help="output folder, default runs/<dataset>")
+    add("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
+    add("--no-plots", dest="plots", action="store_const", const=False, help="skip the PNGs")
+    add("--quiet", action="store_const", const=True, help="no progress bar")
+    train.set_defaults(run=_train)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gpugrad", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -96,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_demo)
     info = sub.add_parser("info", help="versions, devices and the op table size")
     info.set_defaults(run=_info)
+    _add_train(sub)
     return parser
 
 

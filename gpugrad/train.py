@@ -1,0 +1,641 @@
+"""Train an MLP classifier end to end: data, model, optimizer, checkpoints, metrics, plots.
+
+``gpugrad train`` is a thin wrapper around ``Trainer``. A run writes into its output folder:
+``metrics.json`` (per epoch, rewritten atomically), ``checkpoint.npz`` (the latest state),
+``best.npz`` (the state with the best validation accuracy), ``curves.png`` and
+``grad_flow.png``. Everything that decides the result (parameters, optimizer and scheduler
+state, the RNG streams, the position inside an epoch) is in the checkpoint, so a resumed run
+ends bit-identical on the CPU to one that was never stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import creation
+from .autograd import no_grad
+from .backends import _probe_cuda, cuda_is_available, parse_device, xp_for
+from .checkpoint import load_checkpoint, save_checkpoint, write_json
+from .data import DataLoader, load_dataset
+
+ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid")
+LOSSES = ("cross_entropy", "multi_margin", "mse")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULERS = ("none", "step", "cosine")
+EVAL_BATCH = 1024
+# Settings a resumed run may change; any other change would make it a different experiment.
+RESUMABLE_CHANGES = ("epochs", "device", "data_dir", "out", "plots", "quiet")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (stored in its checkpoint and metrics)."""
+
+    dataset: str = "digits"
+    data_dir: str | None = None
+    hidden: tuple[int, ...] = (128, 64)
+    activation: str = "relu"
+    loss: str = "cross_entropy"
+    optimizer: str = "adam"
+    lr: float = 3e-3
+    momentum: float = 0.9
+    weight_decay: float | None = None  # None: the optimizer's usual default
+    batch_size: int = 64
+    epochs: int = 30
+    scheduler: str = "cosine"
+    val_fraction: float = 0.1
+    device: str = "auto"
+    seed: int = 0
+    out: str | None = None
+    plots: bool = True
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        self.hidden = tuple(int(h) for h in self.hidden)
+        for name, value, choices in (
+            ("activation", self.activation, ACTIVATIONS),
+            ("loss", self.loss, LOSSES),
+            ("optimizer", self.optimizer, OPTIMIZERS),
+            ("scheduler", self.scheduler, SCHEDULERS),
+        ):
+            if value not in choices:
+                raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+        if any(h < 1 for h in self.hidden):
+            raise ValueError(f"hidden sizes must be positive, got {self.hidden}")
+        if self.batch_size < 1 or self.epochs < 0 or self.lr <= 0:
+            raise ValueError("batch size must be >= 1, epochs >= 0 and lr > 0")
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError(f"val_fraction must lie in [0, 1), got {self.val_fraction}")
+        if self.out is None:
+            self.out = str(Path("runs") / self.dataset)
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.out)
+
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["hidden"] = list(self.hidden)
+        return d
+
+
+class DeviceUnavailable(RuntimeError):
+    """The requested device cannot be used (the message says why)."""
+
+
+def resolve_device(request: str) -> tuple[str, str]:
+    """The canonical device for ``--device`` and a note on how it was chosen."""
+    request = request.strip().lower()
+    if request == "auto":
+        if cuda_is_available():
+            return parse_device("cuda"), "auto"
+        return "cpu", f"auto: CUDA unavailable, {_probe_cuda()}; using the CPU"
+    if request.startswith("cuda") and not cuda_is_available():
+        raise DeviceUnavailable(f"--device {request}: CUDA is unavailable: {_probe_cuda()}")
+    return parse_device(request), ""
+
+
+def _default_weight_decay(optimizer: str) -> float:
+    return 1e-2 if optimizer == "adamw" else 0.0
+
+
+def build_model(config: TrainConfig, in_features: int, classes: int):
+    from . import nn
+
+    return nn.MLP([in_features, *config.hidden, classes], activation=config.activation)
+
+
+def build_optimizer(config: TrainConfig, params):
+    from . import optim
+
+    wd = config.weight_decay
+    wd = _default_weight_decay(config.optimizer) if wd is None else wd
+    if config.optimizer == "sgd":
+        return optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=wd)
+    if config.optimizer == "adam":
+        return optim.Adam(params, lr=config.lr, weight_decay=wd)
+    return optim.AdamW(params, lr=config.lr, weight_decay=wd)
+
+
+def _scheduler_class(name: str):
+    from . import optim
+
+    for holder in (optim, getattr(optim, "lr_scheduler", None)):
+        if holder is not None and hasattr(holder, name):
+            return getattr(holder, name)
+    raise ImportError(f"gpugrad.optim has no {name}")
+
+
+def build_scheduler(config: TrainConfig, optimizer):
+    if config.scheduler == "step":
+        # Three decays by 10x spread over the run, whatever its length.
+        step = max(1, math.ceil(config.epochs / 3))
+        return _scheduler_class("StepLR")(optimizer, step_size=step, gamma=0.1)
+    if config.scheduler == "cosine":
+        return _scheduler_class("CosineAnnealingLR")(optimizer, T_max=max(1, config.epochs))
+    return None
+
+
+def compute_loss(name: str, logits, targets, classes: int):
+    from . import functional as F
+
+    if name == "cross_entropy":
+        return F.cross_entropy(logits, targets)
+    if name == "multi_margin":
+        return F.multi_margin_loss(logits, targets)
+    return F.mse_loss(logits, F.one_hot(targets, classes))
+
+
+def current_lr(optimizer) -> float:
+    groups = getattr(optimizer, "param_groups", None)
+    return float(groups[0]["lr"]) if groups else float(optimizer.lr)
+
+
+def _try_import(module: str):
+    try:
+        return __import__(module, fromlist=["_"])
+    except ImportError as e:
+        return e
+
+
+class _StopFlag:
+    """The first Ctrl-C asks the loop to stop at the next batch boundary (so parameters and
+    optimizer state are never half-updated when saved); a second one stops at once."""
+
+    def __init__(self, log):
+        self.requested = False
+        self._log = log
+        self._previous = None
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        self._log("\ninterrupt: stopping after this batch (Ctrl-C again to stop at once)")
+
+    def __enter__(self):
+        # Signal handlers can only be installed from the main thread; elsewhere, Ctrl-C
+        # arrives as KeyboardInterrupt and the last end-of-epoch checkpoint stands.
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+@dataclass
+class Result:
+    """What a finished or interrupted run reports back."""
+
+    status: str  # "done" or "interrupted"
+    epochs_done: int
+    history: list = field(default_factory=list)
+    test: dict | None = None
+    best: dict | None = None
+    seconds: float = 0.0
+    message: str = ""
+
+
+class Trainer:
+    """One training run. ``fit()`` trains (or resumes) and returns a ``Result``.
+
+    ``callback(trainer, epoch, batch)`` runs after every optimizer step (0-based indices);
+    calling ``trainer.request_stop()`` there stops the run as Ctrl-C does.
+    """
+
+    def __init__(self, config: TrainConfig, log=None, callback=None):
+        self.config = config
+        self.log = log or (lambda line: print(line, flush=True))
+        self.callback = callback
+        self._stop: _StopFlag | None = None
+        self.device, self.device_note = resolve_device(config.device)
+
+        train = load_dataset(config.dataset, "train", config.data_dir)
+        self.test_set = load_dataset(config.dataset, "test", config.data_dir)
+        if config.val_fraction > 0:
+            self.train_set, self.val_set = train.split(config.val_fraction)
+        else:  # no validation split: model selection then sees the test set, said in the log
+            self.train_set, self.val_set = train, self.test_set
+        self.classes = train.num_classes
+        self.in_features = train.num_features
+
+        creation.manual_seed(config.seed)
+        self.model = build_model(config, self.in_features, self.classes)
+        if self.device != "cpu":
+            self.model.to(self.device)
+        self.optimizer = build_optimizer(config, list(self.model.parameters()))
+        self.scheduler = build_scheduler(config, self.optimizer)
+        self.loader = DataLoader(
+            self.train_set, config.batch_size, shuffle=True, seed=config.seed, device=self.device
+        )
+        self.val_loader = DataLoader(self.val_set, EVAL_BATCH, device=self.device)
+        self.test_loader = DataLoader(self.test_set, EVAL_BATCH, device=self.device)
+        # Gradient flow is tracked for the weight matrices, one curve per Linear layer.
+        self.tracked = [(n, p) for n, p in self.model.named_parameters() if p.ndim == 2]
+
+        self.epoch = 0  # completed epochs
+        self.position: dict | None = None  # where inside an epoch a stopped run left off
+        self.history: list[dict] = []
+        self.best: dict | None = None
+
+    # ------------------------------------------------------------------ state
+    def request_stop(self) -> None:
+        if self._stop is not None:
+            self._stop.requested = True
+
+    def num_parameters(self) -> int:
+        return int(sum(p.size for p in self.model.parameters()))
+
+    def state_dict(self) -> dict:
+        return {
+            "config": self.config.to_json(),
+            "epoch": self.epoch,
+            "position": self.position,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "rng": {
+                "gpugrad": creation.default_rng().bit_generator.state,
+                "loader": self.loader.state_dict(),
+            },
+            "history": self.history,
+            "best": self.best,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state.get("scheduler") is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        # Set the state on the live generator rather than replacing it, so layers holding a
+        # reference to it (dropout) continue the restored stream.
+        creation.default_rng().bit_generator.state = state["rng"]["gpugrad"]
+        self.loader.load_state_dict(state["rng"]["loader"])
+        self.epoch = int(state["epoch"])
+        self.position = state.get("position")
+        self.history = list(state.get("history") or [])
+        self.best = state.get("best")
+
+    # ------------------------------------------------------------------ files
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.config.out_dir / "checkpoint.npz"
+
+    def _write_metrics(self, status: str, test: dict | None = None) -> None:
+        write_json(
+            self.config.out_dir / "metrics.json",
+            {
+                "status": status,
+                "config": self.config.to_json(),
+                "device": self.device,
+                "num_parameters": self.num_parameters(),
+                "sizes": {
+                    "train": len(self.train_set),
+                    "val": len(self.val_set) if self.val_set is not self.test_set else 0,
+                    "test": len(self.test_set),
+                },
+                "epochs": self.history,
+                "best": self.best,
+                "test": test,
+            },
+        )
+
+    def _save(self, best: bool = False) -> None:
+        state = self.state_dict()
+        save_checkpoint(self.checkpoint_path, state)
+        if best:
+            save_checkpoint(self.config.out_dir / "best.npz", state)
+
+    # ------------------------------------------------------------------ loops
+    def evaluate(self, loader) -> tuple[float, float]:
+        """Mean loss and accuracy over a loader, without recording a graph."""
+        self.model.eval()
+        total_loss, correct, seen = 0.0, 0, 0
+        with no_grad():
+            for x, y in loader:
+                logits = self.model(x)
+                loss = compute_loss(self.config.loss, logits, y, self.classes)
+                n = len(y)
+                total_loss += float(loss.item()) * n
+                correct += int((logits.data.argmax(axis=1) == y.data).sum())
+                seen += n
+        return total_loss / max(seen, 1), correct / max(seen, 1)
+
+    def _progress(self, total: int, desc: str):
+        if self.config.quiet or not sys.stderr.isatty():
+            return None
+        tqdm = _try_import("tqdm")
+        if isinstance(tqdm, ImportError):
+            if not getattr(self, "_said_no_tqdm", False):
+                self.log(f"progress bar skipped: tqdm is not installed ({tqdm})")
+                self._said_no_tqdm = True
+            return None
+        return tqdm.tqdm(total=total, desc=desc, unit="batch", leave=False, file=sys.stderr)
+
+    def _train_epoch(self, epoch: int) -> bool:
+        """Train one epoch (from ``self.position`` when resuming); False if stopped early."""
+        cfg = self.config
+        xp = xp_for(self.device)
+        self.model.train()
+        self.loader.set_epoch(epoch)
+        start = 0
+        # Running sums stay on the device (no sync per step) and in float64, and are saved
+        # with a mid-epoch checkpoint so that the epoch's metrics match an unbroken run.
+        sums = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0, "steps": 0}
+        grads = {name: 0.0 for name, _ in self.tracked}
+        if self.position is not None and self.position["epoch"] == epoch:
+            start = int(self.position["batch"])
+            sums.update(self.position["sums"])
+            grads.update(self.position["grad_norms"])
+        loss_sum = xp.asarray(sums["loss"], dtype=xp.float64)
+        correct = xp.asarray(sums["correct"], dtype=xp.int64)
+        grad_sums = {name: xp.asarray(v, dtype=xp.float64) for name, v in grads.items()}
+        seen, steps = int(sums["seen"]), int(sums["steps"])
+        bar = self._progress(len(self.loader), f"epoch {epoch + 1}/{cfg.epochs}")
+        if bar is not None:
+            bar.update(start)
+        t0 = time.perf_counter()
+        batch = start
+        try:
+            for batch, (x, y) in enumerate(self.loader.iter_from(start), start=start):
+                logits = self.model(x)
+                loss = compute_loss(cfg.loss, logits, y, self.classes)
+                self.optimizer.zero_grad()
+                loss.backward()
+                for name, p in self.tracked:
+                    if p.grad is not None:
+                        grad_sums[name] += xp.linalg.norm(p.grad.data)
+                self.optimizer.step()
+                n = len(y)
+                loss_sum += loss.data * n
+                correct += (logits.data.argmax(axis=1) == y.data).sum()
+                seen += n
+                steps += 1
+                if bar is not None:
+                    bar.update(1)
+                    if batch % 10 == 0:
+                        rate = (seen - sums["seen"]) / max(time.perf_counter() - t0, 1e-9)
+                        bar.set_postfix(loss=f"{float(loss.item()):.4f}", samples=f"{rate:,.0f}/s")
+                if self.callback is not None:
+                    self.callback(self, epoch, batch)
+                stop = self._stop is not None and self._stop.requested
+                if stop and batch + 1 < len(self.loader):
+                    self.position = {
+                        "epoch": epoch,
+                        "batch": batch + 1,
+                        "sums": {
+                            "loss": float(loss_sum),
+                            "correct": int(correct),
+                            "seen": seen,
+                            "seconds": sums["seconds"] + time.perf_counter() - t0,
+                            "steps": steps,
+                        },
+                        "grad_norms": {k: float(v) for k, v in grad_sums.items()},
+                    }
+                    return False
+        finally:
+            if bar is not None:
+                bar.close()
+        seconds = sums["seconds"] + time.perf_counter() - t0
+        self.position = None
+        lr = current_lr(self.optimizer)
+        if self.scheduler is not None:
+            self.scheduler.step()
+        val_loss, val_acc = self.evaluate(self.val_loader)
+        self.history.append(
+            {
+                "epoch": epoch + 1,
+                "train_loss": float(loss_sum) / max(seen, 1),
+                "train_acc": int(correct) / max(seen, 1),
+                "val_loss": val_loss,
+                "val_acc": val_acc,
+                "lr": lr,
+                "time_s": round(seconds, 4),
+                "samples_per_s": round(seen / max(seconds, 1e-9), 1),
+                "grad_norm": {k: float(v) / max(steps, 1) for k, v in grad_sums.items()},
+            }
+        )
+        return True
+
+    def _epoch_line(self, h: dict) -> str:
+        width = len(str(self.config.epochs))
+        return (
+            f"epoch {h['epoch']:>{width}}/{self.config.epochs}  "
+            f"train loss {h['train_loss']:.4f} acc {h['train_acc']:6.2%}  "
+            f"val loss {h['val_loss']:.4f} acc {h['val_acc']:6.2%}  "
+            f"lr {h['lr']:.2e}  {h['time_s']:.2f} s ({h['samples_per_s']:,.0f} samples/s)"
+        )
+
+    def describe(self) -> str:
+        cfg = self.config
+        sizes = "-".join(str(s) for s in (self.in_features, *cfg.hidden, self.classes))
+        val = (
+            f"{len(self.val_set):,} val"
+            if self.val_set is not self.test_set
+            else "val = test split"
+        )
+        device = self.device + (f" ({self.device_note})" if self.device_note else "")
+        return (
+            f"device {device} | model MLP {sizes} {cfg.activation}, "
+            f"{self.num_parameters():,} parameters | {cfg.dataset}: "
+            f"{len(self.train_set):,} train, {val}, {len(self.test_set):,} test | "
+            f"{cfg.optimizer} lr {cfg.lr:g}, {cfg.scheduler} schedule, batch {cfg.batch_size}"
+        )
+
+    def fit(self) -> Result:
+        """Train until ``config.epochs`` or a stop request; write metrics, checkpoints, plots."""
+        cfg = self.config
+        cfg.out_dir.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        status = "done"
+        with _StopFlag(self.log) as self._stop:
+            try:
+                while self.epoch < cfg.epochs:
+                    finished = self._train_epoch(self.epoch)
+                    if finished:
+                        self.epoch += 1
+                        h = self.history[-1]
+                        is_best = self.best is None or h["val_acc"] > self.best["val_acc"]
+                        if is_best:
+                            self.best = {"epoch": h["epoch"], "val_acc": h["val_acc"]}
+                        self._save(best=is_best)
+                        self._write_metrics("running")
+                        self.log(self._epoch_line(h))
+                    if not finished or self._stop.requested:
+                        status = "interrupted"
+                        break
+            except KeyboardInterrupt:
+                # A second Ctrl-C (or one outside the main thread) can land anywhere, e.g.
+                # half-way through an optimizer step, so the in-memory state is not saved;
+                # the last end-of-epoch checkpoint stands.
+                status = "killed"
+            finally:
+                self._stop = None
+        seconds = time.perf_counter() - started
+        if status == "killed":
+            msg = (
+                f"interrupted; {self.checkpoint_path} holds the state after epoch "
+                f"{self.epoch}. Resume with: gpugrad train --out {cfg.out} --resume"
+            )
+            self._write_metrics("interrupted")
+            self._plots()
+            return Result("interrupted", self.epoch, self.history, None, self.best, seconds, msg)
+        if status == "interrupted":
+            if self.position is not None:
+                self._save()
+                where = (
+                    f"epoch {self.position['epoch'] + 1}, batch {self.position['batch']}"
+                    f"/{len(self.loader)}"
+                )
+            else:
+                where = f"the end of epoch {self.epoch}"
+            self._write_metrics("interrupted")
+            self._plots()
+            msg = (
+                f"interrupted at {where}; saved {self.checkpoint_path}. "
+                f"Resume with: gpugrad train --out {cfg.out} --resume"
+            )
+            return Result("interrupted", self.epoch, self.history, None, self.best, seconds, msg)
+        test_loss, test_acc = self.evaluate(self.test_loader)
+        test = {"loss": test_loss, "acc": test_acc, "epoch": self.epoch}
+        self._write_metrics("done", test)
+        self._plots()
+        return Result("done", self.epoch, self.history, test, self.best, seconds)
+
+    def _plots(self) -> None:
+        if not self.config.plots or not self.history:
+            return
+        error = write_plots(self.history, self.config.out_dir, self.config.dataset)
+        if error:
+            self.log(error)
+
+
+def resume(config: TrainConfig, log=None, callback=None) -> Trainer:
+    """A trainer restored from ``config.out``/checkpoint.npz, ready to ``fit()``."""
+    state = load_checkpoint(Path(config.out) / "checkpoint.npz")
+    trainer = Trainer(config, log=log, callback=callback)
+    trainer.load_state_dict(state)
+    return trainer
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+def write_plots(history: list[dict], out_dir: Path, title: str = "") -> str | None:
+    """Write curves.png and grad_flow.png; return a one-line reason if they were skipped."""
+    try:
+        # The object-oriented API with the Agg canvas: no pyplot, no global backend switch,
+        # works without a display.
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as e:
+        return f"plots skipped: matplotlib is not installed ({e}); pip install 'gpugrad[train]'"
+    epochs = [h["epoch"] for h in history]
+
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    FigureCanvasAgg(fig)
+    loss_ax, acc_ax = fig.subplots(1, 2)
+    for split, style in (("train", "-"), ("val", "--")):
+        loss_ax.plot(epochs, [h[f"{split}_loss"] for h in history], style, label=split)
+        acc_ax.plot(epochs, [100 * h[f"{split}_acc"] for h in history], style, label=split)
+    loss_ax.set(xlabel="epoch", ylabel="loss", title=f"{title} loss".strip())
+    acc_ax.set(xlabel="epoch", ylabel="accuracy (%)", title=f"{title} accuracy".strip())
+    for ax in (loss_ax, acc_ax):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.savefig(out_dir / "curves.png", dpi=100)
+
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    layers = list(history[0]["grad_norm"])
+    for i, name in enumerate(layers):
+        values = [h["grad_norm"].get(name, float("nan")) for h in history]
+        ax.plot(epochs, values, marker="o", markersize=3, label=f"layer {i + 1} ({name})")
+    ax.set_yscale("log")
+    ax.set(
+        xlabel="epoch",
+        ylabel="mean L2 norm of the weight gradient per step",
+        title="gradient flow: input layer first, output layer last",
+    )
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize="small")
+    fig.savefig(out_dir / "grad_flow.png", dpi=100)
+    return None
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def _fail(message: str) -> int:
+    print(f"gpugrad train: {message}", file=sys.stderr)
+    return 2
+
+
+def run_cli(options: dict) -> int:
+    """``gpugrad train``: ``options`` holds the settings given on the command line (None for
+    the ones left out) plus ``resume``. Returns the exit status."""
+    given = {k: v for k, v in options.items() if k != "resume" and v is not None}
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = set(given) - fields
+    if unknown:
+        raise TypeError(f"run_cli: unknown settings {sorted(unknown)}")
+    started = time.perf_counter()
+    try:
+        if options.get("resume"):
+            out = given.get("out") or str(Path("runs") / given.get("dataset", "digits"))
+            state = load_checkpoint(Path(out) / "checkpoint.npz")
+            saved = dict(state["config"])
+            for key, value in given.items():
+                if key in RESUMABLE_CHANGES:
+                    continue
+                old = tuple(saved[key]) if key == "hidden" else saved[key]
+                if value != old:
+                    return _fail(
+                        f"--resume: --{key.replace('_', '-')} {value} differs from the "
+                        f"checkpoint's {old}; drop it to resume, or use a new --out for a new run"
+                    )
+            saved.update({k: v for k, v in given.items() if k in RESUMABLE_CHANGES}, out=out)
+            config = TrainConfig(**saved)
+            trainer = Trainer(config)
+            trainer.load_state_dict(state)
+            print(f"resuming {trainer.checkpoint_path} after epoch {trainer.epoch}", flush=True)
+        else:
+            config = TrainConfig(**given)
+            trainer = Trainer(config)
+    except DeviceUnavailable as e:
+        return _fail(str(e))
+    except (FileNotFoundError, ValueError) as e:
+        return _fail(f"error: {e}")
+    print(trainer.describe(), flush=True)
+    if trainer.val_set is trainer.test_set:
+        print("note: --val-fraction 0 validates on the test split (best.npz is chosen by it)")
+    result = trainer.fit()
+    if result.status != "done":
+        print(result.message, file=sys.stderr)
+        return 130
+    out = config.out_dir
+    written = [p.name for p in (out / n for n in _OUTPUTS) if p.exists()]
+    best = result.best or {}
+    print(
+        f"test loss {result.test['loss']:.4f} acc {result.test['acc']:.2%} "
+        f"(final model, {result.epochs_done} epochs) | best val acc "
+        f"{best.get('val_acc', float('nan')):.2%} at epoch {best.get('epoch')} (best.npz)"
+    )
+    print(
+        f"done in {time.perf_counter() - started:.1f} s; wrote {', '.join(written)} to {out}",
+        flush=True,
+    )
+    return 0
+
+
+_OUTPUTS = ("metrics.json", "curves.png", "grad_flow.png", "checkpoint.npz", "best.npz")
