@@ -8,7 +8,7 @@
 (-8.0, 4.0, 4.0, -2.0)
 """
 
-from . import functional, nn, optim, viz
+from . import cuda, functional, nn, optim, viz
 from .anomaly import detect_anomaly
 from .autograd import enable_grad, is_grad_enabled, no_grad
 from .backends import cuda_device_count, cuda_is_available
@@ -46,9 +46,10 @@ from .creation import (
     zeros,
     zeros_like,
 )
+from .crosscheck import CrossCheckError, crosscheck
 from .dispatch import OPS, config
 from .gradcheck import GradcheckError, gradcheck
-from .tensor import Tensor, bool_, float16, float32, float64, int32, int64, tensor
+from .tensor import Tensor, bool_, float16, float32, float64, from_dlpack, int32, int64, tensor
 
 __version__ = "0.1.0"
 
@@ -63,6 +64,9 @@ __all__ = [
     "clip",
     "concatenate",
     "config",
+    "CrossCheckError",
+    "crosscheck",
+    "cuda",
     "cuda_device_count",
     "cuda_is_available",
     "detect_anomaly",
@@ -73,6 +77,7 @@ __all__ = [
     "float16",
     "float32",
     "float64",
+    "from_dlpack",
     "full",
     "functional",
     "gradcheck",

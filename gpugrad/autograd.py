@@ -176,7 +176,7 @@ def _walk(node, gradient, retain_graph, accumulate):
             )
         if node.versions:
             _check_versions(node)
-        in_grads = node.op.bwd(node.xp, dout, *node.saved)
+        in_grads = node.op.backward_impl(node.xp)(node.xp, dout, *node.saved)
         if not retain_graph:
             node.saved = _FREED
         if node.where is not None:  # anomaly mode records where; it also wants to see grads

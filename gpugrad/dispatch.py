@@ -105,15 +105,36 @@ class Op:
             return self.fwd
         fn = self._fast.get(kind)
         if fn is None:
-            if kind == "cpu":
-                from .backends import cpu as backend
-            else:
-                from .backends import cuda as backend
-            fn = self._fast[kind] = getattr(backend, name)
+            fn = self._fast[kind] = getattr(_backend(kind), name)
+        return fn
+
+    def backward_impl(self, xp):
+        """The backward to run: the backend's ``<name>_backward`` when the op has a fast path
+        there and kernels are on, else the reference written next to the forward."""
+        if not config.kernels or (self.cpu is None and self.cuda is None):
+            return self.bwd
+        kind = "cpu" if xp is np else "cuda"
+        key = kind + "_bwd"
+        fn = self._fast.get(key)
+        if fn is None:
+            name = self.cpu if kind == "cpu" else self.cuda
+            fn = self.bwd if name is None else getattr(_backend(kind), f"{name}_backward", self.bwd)
+            self._fast[key] = fn
         return fn
 
     def __call__(self, *inputs, **attrs):
         return apply(self, inputs, attrs)
+
+
+def _backend(kind: str):
+    """The module of device fast paths: backends/cpu.py (Numba) or backends/cuda.py (kernels/)."""
+    if kind == "cpu":
+        from .backends import cpu
+
+        return cpu
+    from .backends import cuda
+
+    return cuda
 
 
 def op(name, saves=(), cpu=None, cuda=None, differentiable=None, view=False):
@@ -151,6 +172,9 @@ def apply(op: Op, inputs, attrs):
     except (ValueError, TypeError, IndexError) as e:
         raise _named(op, arrays, e) from e
     out, extras = res if op.returns_extras else (res, None)
+    if forward_hooks:
+        for hook in forward_hooks:
+            hook(op, out)
     out_device = attrs["device"] if op.name == "to_device" else device
     result = _Tensor._wrap(out, out_device, requires)
     if op.view:
@@ -209,6 +233,10 @@ def _record(op, inputs, arrays, attrs, out, extras, result, xp):
         out.dtype,
         xp,
     )
+
+
+# Callables hook(op, out) run after every forward (gg.crosscheck records values through it).
+forward_hooks: list = []
 
 
 class _anomaly:

@@ -199,14 +199,6 @@ def _bias_act_slope(xp, out, activation, negative_slope):
 
 @bias_act.backward
 def bias_act_backward(xp, dout, out, activation, negative_slope, needs):
-    from .dispatch import config  # late: this section is appended below the module's imports
-
-    # The backward fast path is chosen here because the op table dispatches forwards only.
-    fast = out.dtype.kind == "f" and out.dtype.itemsize >= 4 and out.ndim > 0
-    if fast and config.kernels and xp.__name__ == "numpy":
-        from .backends import cpu
-
-        return cpu.bias_act_backward(xp, dout, out, activation, negative_slope, needs)
     slope = _bias_act_slope(xp, out, activation, negative_slope)
     dz = dout if slope is None else dout * slope
     db = dz.reshape(-1, dz.shape[-1]).sum(axis=0) if needs[1] else None

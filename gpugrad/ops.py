@@ -87,7 +87,7 @@ def pow_backward(xp, dout, x, y, out, needs):
     return dx, dy
 
 
-@op("matmul", saves=("x", "y", "needs_grad"))
+@op("matmul", saves=("x", "y", "needs_grad"), cuda="matmul")
 def matmul(xp, x, y):
     """numpy.matmul semantics: 1-D vectors, 2-D matrices, broadcast batches of N-D stacks."""
     if x.ndim == 0 or y.ndim == 0:
@@ -169,7 +169,7 @@ def abs_backward(xp, dout, x):
     return (dout * xp.sign(x),)
 
 
-@op("tanh", saves=("out",))
+@op("tanh", saves=("out",), cuda="tanh")
 def tanh(xp, x):
     return xp.tanh(x)
 
@@ -179,7 +179,7 @@ def tanh_backward(xp, dout, out):
     return (dout * (1 - out * out),)
 
 
-@op("sigmoid", saves=("out",))
+@op("sigmoid", saves=("out",), cuda="sigmoid")
 def sigmoid(xp, x):
     # Sign-split form: exp(-|x|) never overflows, so sigmoid(+-1e4) is exactly 1 or 0.
     e = xp.exp(-xp.abs(x))
@@ -191,7 +191,7 @@ def sigmoid_backward(xp, dout, out):
     return (dout * out * (1 - out),)
 
 
-@op("relu", saves=("out",))
+@op("relu", saves=("out",), cuda="relu")
 def relu(xp, x):
     return xp.maximum(x, 0)
 
@@ -201,7 +201,7 @@ def relu_backward(xp, dout, out):
     return (dout * (out > 0),)  # relu'(0) = 0, as in PyTorch
 
 
-@op("leaky_relu", saves=("x", "negative_slope"))
+@op("leaky_relu", saves=("x", "negative_slope"), cuda="leaky_relu")
 def leaky_relu(xp, x, *, negative_slope=0.01):
     return xp.where(x > 0, x, x * negative_slope)
 
@@ -502,7 +502,7 @@ def to_device_backward(xp, dout, source):
 # ----------------------------------------------------------------------------- softmax family
 
 
-@op("softmax", saves=("out", "axis"))
+@op("softmax", saves=("out", "axis"), cuda="softmax")
 def softmax(xp, x, *, axis=-1):
     z = xp.exp(x - x.max(axis=axis, keepdims=True))
     return z / z.sum(axis=axis, keepdims=True)
@@ -513,7 +513,7 @@ def softmax_backward(xp, dout, out, axis):
     return (out * (dout - (dout * out).sum(axis=axis, keepdims=True)),)
 
 
-@op("log_softmax", saves=("out", "axis"))
+@op("log_softmax", saves=("out", "axis"), cuda="log_softmax")
 def log_softmax(xp, x, *, axis=-1):
     shifted = x - x.max(axis=axis, keepdims=True)
     return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))

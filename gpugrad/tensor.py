@@ -31,8 +31,8 @@ def _to_array(data, dtype, device):
         arr = data.data
     elif isinstance(data, np.ndarray | np.generic):
         arr = data
-    elif hasattr(data, "__cuda_array_interface__") and not isinstance(data, list | tuple):
-        arr = data  # a CuPy array: keep it on its device
+    elif type(data).__module__.startswith("cupy"):
+        arr = data  # a CuPy array: stays on its GPU unless a device is given
     else:
         arr = np.asarray(data)
         if dtype is None and arr.dtype == np.float64:
@@ -41,7 +41,7 @@ def _to_array(data, dtype, device):
         arr = arr.astype(dtype, copy=False)
     elif arr.dtype.kind == "O":
         raise TypeError(f"tensor: cannot make a tensor from {type(data).__name__} data")
-    return move(arr, device)
+    return arr if device is None else move(arr, device)
 
 
 class Tensor:
@@ -50,9 +50,10 @@ class Tensor:
     __slots__ = ("data", "device", "_requires_grad", "_grad", "_node", "_version", "__weakref__")
     __array_ufunc__ = None  # NumPy defers `ndarray <op> Tensor` to our reflected operators
 
-    def __init__(self, data, dtype=None, device="cpu", requires_grad=False):
-        self.device = parse_device(device)
-        self.data = _to_array(data, dtype, self.device)
+    def __init__(self, data, dtype=None, device=None, requires_grad=False):
+        # device=None: where the data already is (a CuPy array's GPU), else the CPU
+        self.data = _to_array(data, dtype, None if device is None else parse_device(device))
+        self.device = device_of(self.data)
         self._grad = None
         self._node = None
         self._version = [0]
@@ -433,6 +434,25 @@ class Tensor:
     def squeeze(self, axis=None):
         return apply(ops.squeeze, (self,), {"axis": axis})
 
+    # --- interop
+    def __dlpack__(self, stream=None, **kwargs):
+        """Export the data through DLPack without a copy (NumPy on the CPU, CuPy on a GPU)."""
+        if stream is not None:
+            kwargs["stream"] = stream
+        return self.data.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self):
+        return self.data.__dlpack_device__()
+
+    @property
+    def __cuda_array_interface__(self):
+        """CuPy's view of a GPU tensor's memory; CPU tensors have no such attribute."""
+        if self.device == "cpu":
+            raise AttributeError(
+                "__cuda_array_interface__: this tensor is on the cpu; use __array__ or DLPack"
+            )
+        return self.data.__cuda_array_interface__
+
 
 def _index_arrays(index, device):
     """Tensors inside an index become arrays; everything else passes through."""
@@ -448,13 +468,32 @@ def _index_arrays(index, device):
 dispatch._Tensor = Tensor
 
 
-def tensor(data, dtype=None, device="cpu", requires_grad=False) -> Tensor:
+def tensor(data, dtype=None, device=None, requires_grad=False) -> Tensor:
     """Make a leaf tensor. Python floats become float32; NumPy arrays keep their dtype.
+
+    ``device`` is "cpu", "cuda", "cuda:N" or "auto"; None keeps data where it is (the CPU for
+    Python and NumPy data, its GPU for a CuPy array).
 
     >>> tensor([1.0, 2.0]).dtype
     dtype('float32')
     """
     return Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def from_dlpack(x) -> Tensor:
+    """A tensor sharing memory with any DLPack producer (a PyTorch, JAX, NumPy or CuPy array).
+
+    >>> import numpy as np
+    >>> from_dlpack(np.arange(3.0)).tolist()
+    [0.0, 1.0, 2.0]
+    """
+    kind, index = x.__dlpack_device__()
+    if int(kind) == 1:  # kDLCPU
+        return Tensor._wrap(np.from_dlpack(x), "cpu")
+    if int(kind) in (2, 3):  # kDLCUDA, kDLCUDAHost
+        device = parse_device(f"cuda:{int(index)}")  # imports CuPy, or says why it cannot
+        return Tensor._wrap(xp_for(device).from_dlpack(x), device)
+    raise TypeError(f"from_dlpack: DLPack device type {int(kind)} is not supported (cpu or cuda)")
 
 
 def as_device_array(array):

@@ -95,6 +95,10 @@ def device_of(array) -> str:
     """The canonical device holding an array (NumPy arrays and scalars are on the CPU)."""
     if isinstance(array, np.ndarray | np.generic):
         return "cpu"
+    if _cupy is None and type(array).__module__.startswith("cupy"):
+        reason = _probe_cuda()  # a CuPy array before any CUDA use: import and check now
+        if reason is not None:
+            raise RuntimeError(f"got a CuPy array but CUDA is unavailable: {reason}")
     if _cupy is not None and isinstance(array, _cupy.ndarray):
         return f"cuda:{array.device.id}"
     raise TypeError(f"not an array gpugrad understands: {type(array).__name__}")
@@ -108,4 +112,5 @@ def move(array, device: str):
     if device == "cpu":
         return _cupy.asnumpy(array)
     with _cupy.cuda.Device(int(device.split(":")[1])):
-        return _cupy.asarray(array)
+        # cupy.asarray would return a cuda:0 array unchanged under cuda:1; copy explicitly
+        return _cupy.array(array, copy=True)

@@ -208,6 +208,10 @@ def bias_act(xp, z, b, *, activation="relu", negative_slope=0.01):
 
 def bias_act_backward(xp, dout, out, activation, negative_slope, needs):
     """Backward of ``fused.bias_act`` for float32/float64: (dz, db) in one sweep."""
+    if out.dtype.kind != "f" or out.dtype.itemsize < 4 or out.ndim == 0:
+        from ..fused import bias_act_backward as reference
+
+        return reference(xp, dout, out, activation, negative_slope, needs)
     if activation == "identity":  # dz is dout itself: only the column sum is left to do
         db = dout.reshape(-1, dout.shape[-1]).sum(axis=0) if needs[1] else None
         return (dout if needs[0] else None), db

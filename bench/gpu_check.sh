@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# Everything gpugrad checks on a GPU, in one command (see shared GPU.md): versions, the GPU
+# tests, the CPU<->GPU crosscheck, compute-sanitizer memcheck on a few training steps, and the
+# kernel and training benchmarks. Runs from the source tree (PYTHONPATH=$PWD), no network.
+#
+#   bench/gpu_check.sh                 # results to $OUT if set, else bench/results/
+#   bench/gpu_check.sh --out DIR       # results to DIR
+#   bench/gpu_check.sh --quick         # smaller benchmark sizes, fewer repetitions
+#   bench/gpu_check.sh --dry-run       # no GPU: argument parsing and result files only
+#
+# Writes at most 4 files named <date>_<card>_*: a log, the benchmark JSON and markdown table, and
+# a summary markdown with one line per step. Exit status: 0 when every step passed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+
+DRY=0
+QUICK=0
+OUTDIR="${OUT:-bench/results}"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --dry-run) DRY=1 ;;
+    --quick) QUICK=1 ;;
+    --out) [ $# -ge 2 ] || { echo "gpu_check: --out needs a folder" >&2; exit 2; }; OUTDIR="$2"; shift ;;
+    --out=*) OUTDIR="${1#--out=}" ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    *) echo "gpu_check: unknown argument $1 (try --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+mkdir -p "$OUTDIR" || { echo "gpu_check: cannot create $OUTDIR" >&2; exit 2; }
+
+PY="${PYTHON:-python}"
+if [ "$DRY" = 1 ]; then
+  CARD="dry-run"
+else
+  CARD="$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n1)"
+  if [ -z "$CARD" ]; then
+    echo "gpu_check: nvidia-smi finds no GPU; use --dry-run on a machine without one" >&2
+    exit 2
+  fi
+fi
+STEM="$OUTDIR/$(date +%Y-%m-%d)_$(echo "$CARD" | tr -cs 'A-Za-z0-9' '-' | sed 's/-$//')"
+LOG="$STEM.log"
+SUMMARY="$STEM.md"
+: > "$LOG"
+echo "# gpu_check: $CARD ($(date -u +%Y-%m-%dT%H:%MZ))" > "$SUMMARY"
+echo "" >> "$SUMMARY"
+FAILED=0
+
+# step NAME LIMIT_SECONDS COMMAND...: run, log, and record pass/fail/skip with the time taken.
+step() {
+  local name="$1" limit="$2"; shift 2
+  echo "=== $name: $*" | tee -a "$LOG"
+  if [ "$DRY" = 1 ]; then
+    echo "- $name: skipped (dry run)" >> "$SUMMARY"
+    return 0
+  fi
+  local t0=$SECONDS
+  timeout "$limit" "$@" >> "$LOG" 2>&1
+  local rc=$?
+  local took=$((SECONDS - t0))
+  if [ $rc -eq 0 ]; then
+    echo "- $name: passed (${took} s)" >> "$SUMMARY"
+  else
+    echo "- $name: FAILED, exit $rc (${took} s; see $(basename "$LOG"))" >> "$SUMMARY"
+    FAILED=1
+  fi
+  tail -n 3 "$LOG"
+}
+
+versions() {
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+  nvcc --version | tail -n 2
+  "$PY" - <<'PY'
+import platform, numpy
+print("python", platform.python_version(), "| numpy", numpy.__version__)
+for mod in ("cupy", "numba", "torch"):
+    try:
+        m = __import__(mod)
+        print(mod, m.__version__)
+    except Exception as e:
+        print(mod, "unavailable:", e)
+import cupy
+print("CUDA runtime", cupy.cuda.runtime.runtimeGetVersion(), "driver", cupy.cuda.runtime.driverGetVersion())
+PY
+}
+
+crosscheck() {
+  if "$PY" -m gpugrad check --help > /dev/null 2>&1; then
+    "$PY" -m gpugrad check
+  else  # until the CLI has `check`, the crosscheck tests are the same comparison
+    echo "gpugrad check is not a CLI command yet; running the crosscheck tests instead"
+    "$PY" -m pytest -m gpu -x -q tests/test_crosscheck.py
+  fi
+}
+
+# A few training steps through every kernel family, small enough for memcheck's slowdown.
+TRAIN_STEPS='
+import numpy as np, gpugrad as gg, gpugrad.functional as F
+rng = np.random.default_rng(0)
+x = gg.tensor(rng.standard_normal((64, 32)).astype(np.float32), device="cuda")
+y = gg.tensor(rng.integers(0, 10, 64), device="cuda")
+w1 = gg.tensor(rng.standard_normal((48, 32)).astype(np.float32) * 0.2, device="cuda", requires_grad=True)
+w2 = gg.tensor(rng.standard_normal((10, 48)).astype(np.float32) * 0.2, device="cuda", requires_grad=True)
+opt = gg.optim.Adam([w1, w2], lr=1e-2)
+for step in range(5):
+    opt.zero_grad()
+    h = F.leaky_relu(F.linear(x, w1)).tanh().sigmoid().relu()
+    s = F.linear(h, w2)
+    loss = F.cross_entropy(s, y) + F.mse_loss(F.softmax(s, axis=1), F.one_hot(y, 10).to("cuda"))
+    loss = loss + F.binary_cross_entropy_with_logits(F.log_softmax(s, axis=1), F.one_hot(y, 10).to("cuda"))
+    loss.backward()
+    opt.step()
+    print(step, float(loss.item()))
+gg.config.matmul = "custom"
+print("custom matmul", float((x @ w1.T).sum().item()))
+gg.cuda.synchronize()
+'
+
+memcheck() {
+  compute-sanitizer --tool memcheck --leak-check full --error-exitcode 1 "$PY" -c "$TRAIN_STEPS"
+}
+
+BENCH_ARGS=(--out "$OUTDIR" --stem "$(basename "$STEM")_bench")
+[ "$QUICK" = 1 ] && BENCH_ARGS+=(--quick --reps 10)
+
+step versions 60 versions
+step "gpu tests (pytest -m gpu -x -q)" 150 "$PY" -m pytest -m gpu -x -q
+step "crosscheck (gpugrad check)" 60 crosscheck
+step "compute-sanitizer memcheck, 5 training steps" 90 memcheck
+if [ "$DRY" = 1 ]; then
+  "$PY" bench/gpu_bench.py --dry-run "${BENCH_ARGS[@]}" >> "$LOG" 2>&1 || FAILED=1
+  echo "- benchmarks: dry run, case list only ($(basename "$STEM")_bench.json)" >> "$SUMMARY"
+else
+  step "benchmarks (bench/gpu_bench.py)" 150 "$PY" bench/gpu_bench.py "${BENCH_ARGS[@]}"
+fi
+[ -f "$STEM"_bench.md ] && { echo ""; cat "$STEM"_bench.md; } >> "$SUMMARY"
+
+echo ""
+cat "$SUMMARY"
+echo "results: $STEM.{log,md} and ${STEM}_bench.{json,md}"
+exit $FAILED

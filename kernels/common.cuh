@@ -1,0 +1,140 @@
+// Shared helpers for kernels/*.cu: index math, vector types, warp and block reductions.
+//
+// NVRTC compiles these files as they are (no host code, no standard headers), so everything a
+// kernel needs beyond the CUDA built-ins lives here. Included with `-I kernels/`.
+#pragma once
+
+#define GG_BLOCK 256  // threads per block for 1-D launches; launchers in backends/cuda.py agree
+
+typedef long long i64;
+
+// Global thread index and grid stride as 64-bit values, so arrays past 2^31 elements work.
+__device__ __forceinline__ i64 gg_tid() { return (i64)blockIdx.x * blockDim.x + threadIdx.x; }
+__device__ __forceinline__ i64 gg_stride() { return (i64)gridDim.x * blockDim.x; }
+
+// 16-byte vectors: one LDG.128 moves 4 floats or 2 doubles, the widest load a thread can issue.
+template <typename T> struct Vec16;
+template <> struct Vec16<float> {
+  typedef float4 type;
+  static constexpr int n = 4;
+};
+template <> struct Vec16<double> {
+  typedef double2 type;
+  static constexpr int n = 2;
+};
+
+// True when every pointer is 16-byte aligned (CuPy allocations are 256-byte aligned; views with
+// an offset may not be). Same value in every thread, so the branch on it never diverges.
+__device__ __forceinline__ bool gg_aligned16(const void* a, const void* b = 0, const void* c = 0) {
+  return (((unsigned long long)a | (unsigned long long)b | (unsigned long long)c) & 15ull) == 0;
+}
+
+// Element access to a 16-byte vector as an array of T.
+template <typename T> __device__ __forceinline__ T* gg_elems(typename Vec16<T>::type& v) {
+  return reinterpret_cast<T*>(&v);
+}
+
+// Math by overload, so templated kernels call the float or double intrinsic.
+__device__ __forceinline__ float gg_exp(float x) { return expf(x); }
+__device__ __forceinline__ double gg_exp(double x) { return exp(x); }
+__device__ __forceinline__ float gg_log(float x) { return logf(x); }
+__device__ __forceinline__ double gg_log(double x) { return log(x); }
+__device__ __forceinline__ float gg_log1p(float x) { return log1pf(x); }
+__device__ __forceinline__ double gg_log1p(double x) { return log1p(x); }
+__device__ __forceinline__ float gg_tanh(float x) { return tanhf(x); }
+__device__ __forceinline__ double gg_tanh(double x) { return tanh(x); }
+__device__ __forceinline__ float gg_sqrt(float x) { return sqrtf(x); }
+__device__ __forceinline__ double gg_sqrt(double x) { return sqrt(x); }
+template <typename T> __device__ __forceinline__ T gg_neg_inf() { return -__int_as_float(0x7f800000); }
+template <> __device__ __forceinline__ double gg_neg_inf<double>() {
+  return -__longlong_as_double(0x7ff0000000000000ll);
+}
+
+// Sign-split sigmoid: exp(-|x|) never overflows, so sigmoid(+-1e4) is exactly 1 or 0.
+template <typename T> __device__ __forceinline__ T gg_sigmoid(T x) {
+  T e = gg_exp(x >= T(0) ? -x : x);
+  return x >= T(0) ? T(1) / (T(1) + e) : e / (T(1) + e);
+}
+
+// ---------------------------------------------------------------------------- reductions
+
+template <typename T> __device__ __forceinline__ T gg_warp_sum(T v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+template <typename T> __device__ __forceinline__ T gg_warp_max(T v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmax(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// Sum over the block; every thread gets the result. `scratch` holds 32 values. blockDim.x must
+// be a multiple of 32. Ends with a barrier, so scratch can be reused right after.
+template <typename T> __device__ T gg_block_sum(T v, T* scratch) {
+  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+  v = gg_warp_sum(v);
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = lane < nwarps ? scratch[lane] : T(0);
+  v = gg_warp_sum(v);
+  __syncthreads();
+  return v;
+}
+
+// Online softmax statistics: running max m and sum s of exp(x - m). Combining two partial
+// states rescales the smaller-max sum, so one pass over a row is enough.
+template <typename T> struct MaxSum {
+  T m, s;
+};
+
+template <typename T> __device__ __forceinline__ MaxSum<T> gg_maxsum_init() {
+  MaxSum<T> r = {gg_neg_inf<T>(), T(0)};
+  return r;
+}
+
+template <typename T> __device__ __forceinline__ void gg_maxsum_add(MaxSum<T>& a, T x) {
+  if (x > a.m) {
+    a.s = a.s * gg_exp(a.m - x) + T(1);  // exp(-inf) = 0 on the first element
+    a.m = x;
+  } else {
+    a.s += gg_exp(x - a.m);
+  }
+}
+
+template <typename T> __device__ __forceinline__ MaxSum<T> gg_maxsum_merge(MaxSum<T> a, MaxSum<T> b) {
+  // The side holding the max keeps its sum as is: no exp, and no exp(-inf - -inf) = nan when
+  // both sides are still empty.
+  T m = fmax(a.m, b.m);
+  T sa = a.m == m ? a.s : a.s * gg_exp(a.m - m);
+  T sb = b.m == m ? b.s : b.s * gg_exp(b.m - m);
+  MaxSum<T> r = {m, sa + sb};
+  return r;
+}
+
+template <typename T> __device__ __forceinline__ MaxSum<T> gg_warp_maxsum(MaxSum<T> a) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    MaxSum<T> b = {__shfl_xor_sync(0xffffffffu, a.m, o), __shfl_xor_sync(0xffffffffu, a.s, o)};
+    a = gg_maxsum_merge(a, b);
+  }
+  return a;
+}
+
+// Block-wide online max/sum; every thread gets the result. `scratch` holds 32 states.
+template <typename T> __device__ MaxSum<T> gg_block_maxsum(MaxSum<T> a, MaxSum<T>* scratch) {
+  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+  a = gg_warp_maxsum(a);
+  if (lane == 0) scratch[warp] = a;
+  __syncthreads();
+  a = lane < nwarps ? scratch[lane] : gg_maxsum_init<T>();
+  a = gg_warp_maxsum(a);
+  __syncthreads();
+  return a;
+}
+
+// Every 1-D kernel is launched with GG_BLOCK threads; the bound lets ptxas budget registers
+// for exactly that. Each file instantiates its templates once per dtype with a macro
+// `FAMILY_WRAPPERS(T, sfx)` so the names read relu_fwd_f32, relu_fwd_f64, ...
+#define GG_KERNEL extern "C" __global__ void __launch_bounds__(GG_BLOCK)

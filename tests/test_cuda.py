@@ -1,0 +1,327 @@
+"""Every CUDA kernel against its reference (the xp forward/backward on the CPU, in float64).
+
+GPU tests carry the gpu mark and skip with the reason when CuPy or a GPU is missing; the few
+CPU tests at the end check gg.cuda and the interop attributes without a GPU.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gpugrad as gg
+from gpugrad import fused
+
+DTYPES = ["float32", "float64"]
+# float32 kernels against a float64 reference: elementwise ops round once or twice (1e-6);
+# row reductions over <= 5000 values and tiled GEMM sums over K <= 256 stay under 1e-5.
+TOL = {"float32": dict(rtol=1e-5, atol=1e-6), "float64": dict(rtol=1e-11, atol=1e-13)}
+
+
+@pytest.fixture
+def cp():
+    reason = gg.cuda.unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"no CUDA device: {reason}")
+    import cupy
+
+    return cupy
+
+
+@pytest.fixture
+def cuda():
+    from gpugrad.backends import cuda
+
+    return cuda
+
+
+def _close(actual, expected, dtype, what):
+    a = actual.get() if hasattr(actual, "get") else np.asarray(actual)
+    e = np.asarray(expected, np.float64)
+    assert a.shape == e.shape, f"{what}: shape {a.shape} != {e.shape}"
+    ok = np.isclose(a.astype(np.float64), e, equal_nan=True, **TOL[dtype])
+    if not ok.all():
+        bad = tuple(np.argwhere(~ok)[0])
+        raise AssertionError(
+            f"{what} {dtype} {a.shape}: {int((~ok).sum())} mismatches, first at {bad}: "
+            f"{a[bad]!r} vs {e[bad]!r}"
+        )
+
+
+def _data(rng, shape, dtype, scale=3.0):
+    x = (rng.standard_normal(shape) * scale).astype(dtype)
+    if x.size > 3:
+        x.reshape(-1)[:3] = (0.0, 80.0, -80.0)  # the kink and saturated values
+    return x
+
+
+SOFTMAX_CASES = [((64, 10), -1), ((6, 5000), 1), ((7, 9, 33), 0), ((5, 1), 1)]
+MATMUL_CASES = [(1, 1, 1), (65, 33, 17), (128, 256, 64), (64, 64, 64), (3, 0, 5)]
+SIZES = [(), (1,), (7,), (1023,), (64, 65)]  # 0-d, tails of every length, vector bodies
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["relu", "leaky_relu", "sigmoid", "tanh"])
+@pytest.mark.parametrize("shape", SIZES)
+def test_activation_kernels_match_the_reference(cp, cuda, name, shape, dtype):
+    rng = np.random.default_rng(0)
+    x = _data(rng, shape, dtype)
+    dout = _data(rng, shape, dtype, 1.0)
+    op = gg.OPS[name]
+    attrs = {"negative_slope": 0.2} if name == "leaky_relu" else {}
+    ref = op.fwd(np, x.astype(np.float64), **attrs)
+    out = getattr(cuda, name)(cp, cp.asarray(x), **attrs)
+    _close(out, ref, dtype, f"{name} forward")
+    saved = x if name == "leaky_relu" else ref.astype(dtype)
+    extra = (0.2,) if name == "leaky_relu" else ()
+    (dref,) = op.bwd(np, dout.astype(np.float64), saved.astype(np.float64), *extra)
+    (dx,) = getattr(cuda, f"{name}_backward")(cp, cp.asarray(dout), cp.asarray(saved), *extra)
+    _close(dx, dref, dtype, f"{name} backward")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_activation_kernels_take_unaligned_views(cp, cuda, dtype):
+    x = cp.asarray(_data(np.random.default_rng(1), 1001, dtype))[1:]  # 4 or 8 bytes off
+    _close(cuda.relu(cp, x), np.maximum(x.get().astype(np.float64), 0), dtype, "relu unaligned")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,axis", SOFTMAX_CASES)
+@pytest.mark.parametrize("log", [False, True])
+def test_softmax_kernels_match_the_reference(cp, cuda, shape, axis, log, dtype):
+    rng = np.random.default_rng(2)
+    x, dout = _data(rng, shape, dtype), _data(rng, shape, dtype, 1.0)
+    op = gg.OPS["log_softmax" if log else "softmax"]
+    name = "log_softmax" if log else "softmax"
+    ref = op.fwd(np, x.astype(np.float64), axis=axis)
+    _close(getattr(cuda, name)(cp, cp.asarray(x), axis=axis), ref, dtype, f"{name} forward")
+    (dref,) = op.bwd(np, dout.astype(np.float64), ref, axis)
+    (dx,) = getattr(cuda, f"{name}_backward")(
+        cp, cp.asarray(dout), cp.asarray(ref.astype(dtype)), axis
+    )
+    _close(dx, dref, dtype, f"{name} backward")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,c", [(1, 2), (33, 10), (300, 1024), (9, 1025), (4, 50000), (0, 5)])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_fused_cross_entropy_kernel_matches_the_reference(cp, cuda, n, c, reduction, dtype):
+    rng = np.random.default_rng(3)
+    logits = _data(rng, (n, c), dtype)
+    targets = rng.integers(0, c, n)
+    targets[::4] = -100  # every fourth row ignored (all of them when n == 1)
+    ref, ex = fused.cross_entropy.fwd(np, logits.astype(np.float64), targets, reduction=reduction)
+    out, got = cuda.cross_entropy(cp, cp.asarray(logits), cp.asarray(targets), reduction=reduction)
+    _close(out, ref, dtype, f"cross_entropy loss ({reduction})")
+    _close(got["dlogits"], ex["dlogits"], dtype, f"cross_entropy dlogits ({reduction})")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(0,), (1,), (1000,), (37, 300)])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("loss", ["binary_cross_entropy_with_logits", "mse_loss"])
+def test_pointwise_loss_kernels_match_the_reference(cp, cuda, loss, shape, reduction, dtype):
+    rng = np.random.default_rng(4)
+    a = _data(rng, shape, dtype)
+    t = rng.random(shape).astype(dtype)
+    ref, ex = getattr(fused, loss).fwd(np, a.astype(np.float64), t.astype(np.float64),
+                                       reduction=reduction)  # fmt: skip
+    out, got = getattr(cuda, loss)(cp, cp.asarray(a), cp.asarray(t), reduction=reduction)
+    _close(out, ref, dtype, f"{loss} ({reduction})")
+    for key, value in ex.items():
+        if isinstance(value, float):
+            assert got[key] == value
+        else:
+            _close(got[key], value, dtype, f"{loss} {key} ({reduction})")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m,k,n", MATMUL_CASES)
+@pytest.mark.parametrize("vectorized", [None, False])
+def test_tiled_matmul_matches_a_float64_product(cp, cuda, m, k, n, vectorized, dtype):
+    rng = np.random.default_rng(5)
+    a, b = _data(rng, (m, k), dtype, 1.0), _data(rng, (k, n), dtype, 1.0)
+    c = cuda.matmul_tiled(cp.asarray(a), cp.asarray(b), vectorized=vectorized)
+    ref = a.astype(np.float64) @ b.astype(np.float64)
+    scale = max(1.0, float(np.abs(ref).max())) if ref.size else 1.0
+    assert float(np.abs(c.get() - ref).max(initial=0)) / scale < (
+        1e-5 if dtype == "float32" else 1e-12
+    )
+
+
+@pytest.mark.gpu
+def test_custom_matmul_is_used_only_when_configured(cp, monkeypatch):
+    from gpugrad.backends import cuda
+
+    calls = []
+    monkeypatch.setattr(cuda, "matmul_tiled", lambda a, b: calls.append(1) or a @ b)
+    x = gg.tensor(np.ones((4, 4), np.float32), device="cuda")
+    _ = x @ x
+    assert not calls
+    gg.config.matmul = "custom"
+    _ = x @ x
+    assert calls == [1]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", ["identity", "relu", "leaky_relu", "sigmoid", "tanh"])
+@pytest.mark.parametrize("shape", [(1, 1), (37, 70), (513, 64), (2, 3, 8)])
+def test_bias_act_kernels_match_the_reference(cp, cuda, act, shape, dtype):
+    rng = np.random.default_rng(6)
+    z, b = _data(rng, shape, dtype), _data(rng, shape[-1:], dtype)
+    dout = _data(rng, shape, dtype, 1.0)
+    op = gg.OPS["bias_act"]
+    ref = op.fwd(np, z.astype(np.float64), b.astype(np.float64), activation=act,
+                 negative_slope=0.1)  # fmt: skip
+    out = cuda.bias_act(cp, cp.asarray(z), cp.asarray(b), activation=act, negative_slope=0.1)
+    _close(out, ref, dtype, f"bias_act {act} forward")
+    saved = ref.astype(dtype)
+    dz_ref, db_ref = op.bwd(np, dout.astype(np.float64), saved.astype(np.float64), act, 0.1,
+                            (True, True))  # fmt: skip
+    dz, db = cuda.bias_act_backward(cp, cp.asarray(dout), cp.asarray(saved), act, 0.1, (True, True))
+    _close(dz, dz_ref, dtype, f"bias_act {act} dz")
+    _close(db, db_ref, dtype, f"bias_act {act} db")  # atomics: order varies, values within tol
+
+
+def _optim_case(rng, dtype, sizes):
+    params = [rng.standard_normal(s).astype(dtype) for s in sizes]
+    grads = [rng.standard_normal(s).astype(dtype) for s in sizes]
+    state = [[rng.random(s).astype(dtype) for s in sizes] for _ in range(3)]
+    return params, grads, state
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_multi_tensor_sgd_matches_the_reference(cp, cuda, dtype):
+    rng = np.random.default_rng(7)
+    sizes = [(3, 5), (70000,), (1,), (0,)]  # a tensor spanning two chunks, an empty one
+    params, grads, (bufs, _, _) = _optim_case(rng, dtype, sizes)
+    hp = np.array(
+        [[1, 0.1, 0.9, 0.1, 0.01, 1, 0, 0], [1, 0.05, 0.9, 0, 0, 0, 1, 1],
+         [0, 0.1, 0, 0, 0, 0, 0, 0], [1, 0.1, 0.5, 0, 0, 0, 0, 0]], np.float64
+    )  # fmt: skip
+    dp = [cp.asarray(p) for p in params]
+    db = [cp.asarray(b) for b in bufs]
+    cuda.sgd_step(dp, [cp.asarray(g) for g in grads], db, hp)
+    cuda.sgd_reference(np, params, grads, bufs, hp)
+    for k in range(len(sizes)):
+        _close(dp[k], params[k], dtype, f"sgd param {k}")
+        _close(db[k], bufs[k], dtype, f"sgd buf {k}")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_multi_tensor_adam_matches_the_reference(cp, cuda, dtype):
+    rng = np.random.default_rng(8)
+    sizes = [(4, 4), (70000,), (3,)]
+    params, grads, (m, v, vmax) = _optim_case(rng, dtype, sizes)
+    hp = np.array(
+        [[1, 1e-3, 0.9, 0.999, 1e-8, 0.01, 0, 0, 0, 1], [1, 1e-2, 0.8, 0.99, 1e-6, 0.1, 1, 1, 1, 7],
+         [1, 1e-3, 0.9, 0.999, 1e-8, 0, 0, 1, 0, 3]], np.float64
+    )  # fmt: skip
+    d = {k: [cp.asarray(a) for a in arrs] for k, arrs in
+         dict(p=params, g=grads, m=m, v=v, x=vmax).items()}  # fmt: skip
+    cuda.adam_step(d["p"], d["g"], d["m"], d["v"], [None, d["x"][1], None], hp)
+    cuda.adam_reference(np, params, grads, m, v, [None, vmax[1], None], hp)
+    for k in range(len(sizes)):
+        for name, ref in (("p", params), ("m", m), ("v", v)):
+            _close(d[name][k], ref[k], dtype, f"adam {name} {k}")
+    _close(d["x"][1], vmax[1], dtype, "adam max_exp_avg_sq")
+
+
+DISPATCHED = ("relu", "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax", "matmul",
+              "cross_entropy", "binary_cross_entropy_with_logits", "mse_loss",
+              "bias_act")  # fmt: skip
+
+
+@pytest.mark.gpu
+def test_ops_dispatch_to_the_kernels_on_cuda(cp):
+    from gpugrad.backends import cuda
+
+    for name in DISPATCHED:
+        assert gg.OPS[name].impl("cuda:0") is getattr(cuda, name), name
+    x = gg.tensor(np.array([-1.0, 2.0], np.float32), device="cuda", requires_grad=True)
+    y = x.relu().sum()
+    y.backward()
+    assert x.grad.tolist() == [0.0, 1.0]
+
+
+@pytest.mark.gpu
+def test_kernel_errors_name_the_kernel_and_file(cp, tmp_path, monkeypatch):
+    from gpugrad.backends import cuda
+
+    (tmp_path / "common.cuh").write_text("")
+    (tmp_path / "activations.cu").write_text("this is not CUDA\n")
+    monkeypatch.setattr(cuda, "KERNEL_DIR", tmp_path)
+    monkeypatch.setattr(cuda, "_modules", {})
+    monkeypatch.setattr(cuda, "_functions", {})
+    with pytest.raises(cuda.KernelError, match="activations.cu"):
+        cuda.relu(cp, cp.ones(3, cp.float32))
+
+
+@pytest.mark.gpu
+def test_interop_shares_gpu_memory(cp):
+    t = gg.tensor(np.arange(4, dtype=np.float32), device="cuda")
+    assert cp.asarray(t).data.ptr == t.data.data.ptr  # __cuda_array_interface__
+    back = gg.from_dlpack(cp.from_dlpack(t))
+    assert back.device == "cuda:0" and back.data.data.ptr == t.data.data.ptr
+    gg.cuda.synchronize()
+    gg.cuda.synchronize("cuda:0")
+
+
+# ----------------------------------------------------------------------------- CPU-only
+
+
+def test_cuda_namespace_answers_without_a_gpu():
+    assert isinstance(gg.cuda.is_available(), bool)
+    assert gg.cuda.device_count() >= 0
+    if not gg.cuda.is_available():
+        assert gg.cuda.device_count() == 0
+        assert gg.cuda.unavailable_reason()
+        with pytest.raises(RuntimeError, match="CUDA is unavailable"):
+            gg.cuda.synchronize()
+
+
+def test_cpu_tensors_have_no_cuda_array_interface_but_speak_dlpack():
+    t = gg.tensor([1.0, 2.0])
+    assert not hasattr(t, "__cuda_array_interface__")
+    assert np.from_dlpack(t).tolist() == [1.0, 2.0]
+    shared = gg.from_dlpack(t.data)
+    shared.data[0] = 5.0
+    assert t.tolist() == [5.0, 2.0]
+
+
+def test_kernel_table_lists_only_files_that_exist():
+    from gpugrad.backends import cuda
+
+    for file in cuda.KERNELS:
+        assert (cuda.KERNEL_DIR / file).is_file(), file
+    assert '#include "common.cuh"' not in cuda.source("activations.cu")
+
+
+def test_gpu_check_dry_run_parses_arguments_and_writes_results(tmp_path):
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "gpu_check.sh"
+    proc = subprocess.run(
+        ["bash", str(script), "--dry-run", "--quick", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert len(names) == 4 and all("_dry-run" in n for n in names), names
+    summary = next(tmp_path.glob("*_dry-run.md")).read_text()
+    assert "gpu tests (pytest -m gpu -x -q): skipped (dry run)" in summary
+    assert "| softmax_xent |" in summary
+    bad = subprocess.run(["bash", str(script), "--bogus"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown argument --bogus" in bad.stderr
