@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 
 
-
 def _kernel_dir() -> Path:
     """GPUGRAD_KERNEL_DIR, else the source tree's kernels/, else the installed gpugrad/kernels."""
     if "GPUGRAD_KERNEL_DIR" in os.environ:
