@@ -87,12 +87,7 @@ PY
 }
 
 crosscheck() {
-  if "$PY" -m gpugrad check --help > /dev/null 2>&1; then
-    "$PY" -m gpugrad check
-  else  # until the CLI has `check`, the crosscheck tests are the same comparison
-    echo "gpugrad check is not a CLI command yet; running the crosscheck tests instead"
-    "$PY" -m pytest -m gpu -x -q tests/test_crosscheck.py
-  fi
+  "$PY" -m gpugrad check --devices cpu,cuda
 }
 
 # A few training steps through every kernel family, small enough for memcheck's slowdown.

@@ -137,6 +137,30 @@ def _add_train(sub) -> None:
     train.set_defaults(run=_train)
 
 
+def _check(args) -> int:
+    import gpugrad as gg
+
+    from . import checks
+
+    devices = tuple(d.strip() for d in args.devices.split(",")) if args.devices else None
+    if devices is None:
+        if not gg.cuda_is_available():
+            from .backends import _probe_cuda
+
+            print(
+                f"gpugrad check: no GPU ({_probe_cuda()}); checking the CPU fast paths in "
+                "float32 against float64 instead (--devices cpu,cpu)"
+            )
+            devices = ("cpu", "cpu")
+        else:
+            devices = ("cpu", "cuda")
+    if len(devices) != 2:
+        print("gpugrad check: --devices takes two devices, e.g. cpu,cuda", file=sys.stderr)
+        return 2
+    dtype = np.dtype(args.dtype)
+    return checks.run(devices, dtype=dtype, rtol=args.rtol, atol=args.atol)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gpugrad", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -148,6 +172,17 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="versions, devices and the op table size")
     info.set_defaults(run=_info)
     _add_train(sub)
+    check = sub.add_parser(
+        "check",
+        help="crosscheck every op, loss and MLP: GPU float32 against CPU float64",
+    )
+    check.add_argument(
+        "--devices", help="reference,checked (default cpu,cuda; cpu,cpu without GPU)"
+    )
+    check.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    check.add_argument("--rtol", type=float, default=1e-3)
+    check.add_argument("--atol", type=float, default=1e-4)
+    check.set_defaults(run=_check)
     return parser
 
 

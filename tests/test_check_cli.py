@@ -1,0 +1,39 @@
+"""`gpugrad check`: the built-in crosscheck cases agree, and a broken fast path is caught."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gpugrad import checks, cli, dispatch, ops
+
+
+def test_check_cases_cover_every_family_and_agree_on_the_cpu():
+    lines = []
+    assert checks.run(("cpu", "cpu"), out=lines.append) == 0
+    table = "\n".join(lines)
+    for name in ("matmul", "cross_entropy", "bce_with_logits", "mse_loss", "MLP 12-16-16-5 tanh"):
+        assert f"| {name} |" in table
+    assert lines[-1].startswith(f"{len(checks.cases())}/{len(checks.cases())} cases agree")
+
+
+def test_check_fails_and_names_the_op_when_a_fast_path_is_wrong(monkeypatch):
+    # a CPU fast path that is 1% off: the float64 reference (fast paths off) must catch it
+    monkeypatch.setattr(ops.tanh, "cpu", "tanh_off_by_one_percent")
+    monkeypatch.setattr(ops.tanh, "_fast", {"cpu": lambda xp, x: np.tanh(x) * 1.01})
+    lines = []
+    assert checks.run(("cpu", "cpu"), out=lines.append) == 1
+    assert any("DIFFERS at #" in line and "tanh" in line for line in lines)
+
+
+def test_check_cli_without_a_gpu_says_so_and_checks_the_cpu(capsys):
+    if dispatch.config.kernels is False:
+        pytest.skip("kernels disabled")
+    import gpugrad as gg
+
+    if gg.cuda_is_available():
+        pytest.skip("a GPU is present")
+    assert cli.main(["check"]) == 0
+    out = capsys.readouterr().out
+    assert "no GPU" in out and "cases agree" in out
+    assert cli.main(["check", "--devices", "cpu"]) == 2
