@@ -259,6 +259,30 @@ def torch_rows(reps, quick):
     return rows
 
 
+def op_overhead_row(cp, chain=1000):
+    """Python cost per recorded op on the GPU: a 1,000-op chain on a 4-element tensor, forward
+    and backward, wall time divided by the op count (the kernels themselves take ~nothing)."""
+    import gpugrad as gg
+
+    x = gg.tensor(np.ones(4, np.float32), device="cuda", requires_grad=True)
+
+    def run():
+        y = x
+        for _ in range(chain):
+            y = y * 1.0001
+        y.sum().backward()
+        x.grad = None
+
+    run()
+    cp.cuda.Device().synchronize()
+    start = time.perf_counter()
+    for _ in range(5):
+        run()
+    cp.cuda.Device().synchronize()
+    us = (time.perf_counter() - start) / (5 * chain) * 1e6
+    return {"name": f"python overhead per recorded op ({chain}-op chain, fwd+bwd)", "us": us}
+
+
 def training_rows(reps, quick):
     """One MLP training step (forward, backward, Adam) in gpugrad and in PyTorch, same card."""
     import cupy as cp
@@ -283,6 +307,7 @@ def training_rows(reps, quick):
         opt.step()
 
     rows = [{"name": f"gpugrad MLP step {sizes} batch {batch}", "ms": time_ms(cp, step, reps)}]
+    rows.append(op_overhead_row(cp))
     try:
         import torch
 
@@ -337,6 +362,10 @@ def run(args):
     return {**info, **ceil, "rows": rows, "peers": peers}
 
 
+def _per_op(row) -> str:
+    return f"{row['us']:.1f} us/op (target <= 15)" if "us" in row else ""
+
+
 def markdown(result) -> str:
     lines = [
         f"# GPU benchmarks: {result['card']} ({result['date']})",
@@ -357,7 +386,7 @@ def markdown(result) -> str:
         lines.append(
             f"| {r.get('family', 'peer')} | {r['name']} | {f(r, 'ms', '.3f')} | "
             f"{f(r, 'GBps', '.0f')} | {f(r, 'pct_copy', '.0f')} | {f(r, 'TFLOPs', '.1f')} | "
-            f"{f(r, 'pct_cublas', '.0f')} | {r.get('error', '')} |"
+            f"{f(r, 'pct_cublas', '.0f')} | {r.get('error', '') or _per_op(r)} |"
         )
     return "\n".join(lines) + "\n"
 
