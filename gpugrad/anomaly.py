@@ -51,7 +51,13 @@ def on_forward(node, out) -> None:
 def check_grads(node, grads) -> None:
     for i, g in enumerate(grads):
         if g is not None and _bad(node.xp, g):
+            where = (
+                f"the node was created at {node.where}"
+                if node.where is not None
+                else "the node was created outside detect_anomaly() (run the forward inside "
+                "it to see the line)"
+            )
             raise FloatingPointError(
                 f"anomaly: the backward of '{node.op.name}' produced NaN/Inf in the gradient of "
-                f"input {i} {node.in_shapes[i]}; the node was created at {node.where}"
+                f"input {i} {node.in_shapes[i]} (output {node.shape}); {where}"
             )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import heapq
 import itertools
+import sys
 
 import numpy as np
 
@@ -137,6 +138,24 @@ def _check_versions(node):
             )
 
 
+def _sole_view(g) -> bool:
+    """True when ``g`` is a C-contiguous view covering all of a base that nothing else holds.
+
+    A weight's gradient arrives as the transpose of the fresh product ``dout.T @ x``: keeping
+    that view instead of copying it saves a full pass over the weight's size. The reference
+    count tells that no other array or name can see the base: one reference from ``g``, one
+    for ``getrefcount``'s argument. NumPy collapses view chains, so any other view of the same
+    memory would hold the base too.
+    """
+    base = g.base
+    return (
+        type(base) is np.ndarray
+        and g.flags.c_contiguous
+        and g.size == base.size
+        and sys.getrefcount(base) <= 3  # g's reference, the local name, the argument
+    )
+
+
 def run_backward(root, gradient, retain_graph: bool) -> None:
     """Accumulate d(root)/d(leaf) * gradient into every reachable leaf's ``.grad``."""
     from .tensor import Tensor  # the engine creates grad tensors; import late to avoid a cycle
@@ -145,7 +164,7 @@ def run_backward(root, gradient, retain_graph: bool) -> None:
 
     def accumulate(leaf, g):
         if leaf.grad is None:
-            if id(g) in delivered or g.base is not None:
+            if id(g) in delivered or (g.base is not None and not _sole_view(g)):
                 g = g.copy()
             delivered.add(id(g))
             leaf._grad = Tensor._wrap(g, leaf.device)
@@ -159,10 +178,17 @@ def run_backward(root, gradient, retain_graph: bool) -> None:
     # IEEE results (inf, nan) are the answer, not a reason to warn: as in PyTorch and CuPy,
     # NumPy's floating-point warnings stay off; gg.detect_anomaly() is the tool to find them.
     with np.errstate(all="ignore"):
-        _walk(node, gradient, retain_graph, accumulate)
+        from .dispatch import _anomaly
+
+        try:
+            _walk(node, gradient, retain_graph, accumulate, _anomaly.enabled)
+        except MemoryError as e:
+            from .backends import out_of_memory
+
+            out_of_memory(e, f"backward on {root.device}")
 
 
-def _walk(node, gradient, retain_graph, accumulate):
+def _walk(node, gradient, retain_graph, accumulate, anomaly=False):
     grads = {node: gradient}
     heap = [(-node.seq, node)]
     while heap:
@@ -177,9 +203,14 @@ def _walk(node, gradient, retain_graph, accumulate):
         if node.versions:
             _check_versions(node)
         in_grads = node.op.backward_impl(node.xp)(node.xp, dout, *node.saved)
+        # Drop this reference to dout, so that a gradient which is a view of it can go to a
+        # leaf without a copy (see _sole_view).
+        dout = None
         if not retain_graph:
             node.saved = _FREED
-        if node.where is not None:  # anomaly mode records where; it also wants to see grads
+        # Anomaly mode checks gradients when backward runs inside it, or when the node was
+        # made inside it (it recorded where).
+        if anomaly or node.where is not None:
             from .anomaly import check_grads
 
             check_grads(node, in_grads)
@@ -188,8 +219,9 @@ def _walk(node, gradient, retain_graph, accumulate):
         ):
             if parent is None or g is None:
                 continue
-            g = unbroadcast(node.xp, g, shape)
-            if g.dtype != dtype:
+            if g.shape != shape:
+                g = unbroadcast(node.xp, g, shape)
+            if g.dtype is not dtype and g.dtype != dtype:
                 g = g.astype(dtype)
             if isinstance(parent, Node):
                 if parent in grads:

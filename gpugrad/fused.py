@@ -32,6 +32,22 @@ def _reduce(xp, per_item, reduction, count):
         return (total / count).astype(per_item.dtype)
 
 
+def _in_float32(xp, op, arrays, attrs):
+    """Run a loss forward on float16 inputs in float32 and hand back float16 results.
+
+    A float16 sum overflows at 65504 and stops resolving additions of 1 past 2048, so a mean
+    of squared errors or a batch of log-losses goes to inf or drifts long before the answer
+    itself leaves float16's range (RELIABILITY.md row 11: accumulate in fp32).
+    """
+    up = [a.astype(xp.float32) if a.dtype == xp.float16 else a for a in arrays]
+    out, extras = op.fwd(xp, *up, **attrs)
+
+    def down(v):
+        return v.astype(xp.float16) if getattr(v, "dtype", None) == xp.float32 else v
+
+    return down(out), {k: down(v) for k, v in extras.items()}
+
+
 def _times_rows(xp, d, dout):
     """Scale a saved (N, C) gradient by dout: a scalar, or one value per row for "none"."""
     return d * (dout[:, None] if dout.ndim else dout)
@@ -46,6 +62,9 @@ def _times_rows(xp, d, dout):
 )
 def cross_entropy(xp, logits, targets, *, reduction="mean", ignore_index=-100):
     """Softmax cross-entropy over classes (axis 1), log-sum-exp stable; saves (p - onehot)/N."""
+    if logits.dtype == xp.float16:
+        attrs = {"reduction": reduction, "ignore_index": ignore_index}
+        return _in_float32(xp, cross_entropy, (logits, targets), attrs)
     n, c = logits.shape
     shifted = logits - logits.max(axis=1, keepdims=True)
     exps = xp.exp(shifted)
@@ -75,6 +94,9 @@ def cross_entropy_backward(xp, dout, dlogits):
 )
 def binary_cross_entropy_with_logits(xp, logits, targets, *, reduction="mean"):
     """max(s, 0) - s*t + log1p(exp(-|s|)): finite for any logit; d/ds = sigmoid(s) - t."""
+    if logits.dtype == xp.float16:
+        attrs = {"reduction": reduction}
+        return _in_float32(xp, binary_cross_entropy_with_logits, (logits, targets), attrs)
     s, t = logits, targets
     per_item = xp.maximum(s, 0) - s * t + xp.log1p(xp.exp(-xp.abs(s)))
     e = xp.exp(-xp.abs(s))
@@ -92,6 +114,8 @@ def binary_cross_entropy_with_logits_backward(xp, dout, dlogits, logits, scale):
 @op("binary_cross_entropy", saves=("dinput", "dtarget"))
 def binary_cross_entropy(xp, input, targets, *, reduction="mean"):
     """-(t log y + (1 - t) log(1 - y)) on probabilities; logs clamped at -100 as in PyTorch."""
+    if input.dtype == xp.float16:
+        return _in_float32(xp, binary_cross_entropy, (input, targets), {"reduction": reduction})
     y, t = input, targets
     with xp.errstate(divide="ignore"):
         log_y = xp.maximum(xp.log(y), -100)
@@ -111,6 +135,8 @@ def binary_cross_entropy_backward(xp, dout, dinput, dtarget):
 @op("mse_loss", saves=("dinput",), cpu="mse_loss", cuda="mse_loss")
 def mse_loss(xp, input, targets, *, reduction="mean"):
     """(y - t)^2, summed or averaged; d/dy = 2 (y - t) / N for "mean"."""
+    if input.dtype == xp.float16:
+        return _in_float32(xp, mse_loss, (input, targets), {"reduction": reduction})
     diff = input - targets
     dinput = diff * xp.asarray(2 * _scale(reduction, diff.size), diff.dtype)
     return _reduce(xp, diff * diff, reduction, diff.size), {"dinput": dinput}
@@ -125,6 +151,9 @@ def mse_loss_backward(xp, dout, dinput):
 @op("multi_margin_loss", saves=("dscores",), differentiable=(True, False))
 def multi_margin_loss(xp, scores, targets, *, p=1, margin=1.0, reduction="mean"):
     """Hinge loss: sum over i != y of max(0, margin - x[y] + x[i])^p, divided by C."""
+    if scores.dtype == xp.float16:
+        attrs = {"p": p, "margin": margin, "reduction": reduction}
+        return _in_float32(xp, multi_margin_loss, (scores, targets), attrs)
     n, c = scores.shape
     rows = xp.arange(n)
     gaps = margin - scores[rows, targets][:, None] + scores

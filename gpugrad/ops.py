@@ -12,7 +12,7 @@ between tied elements. At exact zeros IEEE results stand (log(0) = -inf, sqrt'(0
 
 from __future__ import annotations
 
-from .dispatch import op
+from .dispatch import nondeterministic, op
 
 # ----------------------------------------------------------------------------- arithmetic
 
@@ -120,7 +120,12 @@ def matmul_backward(xp, dout, x, y, needs):
         if x.ndim == 1:
             dx = dx[..., 0, :]
     if needs[1]:
-        dy = xp.matmul(xp.swapaxes(x2, -1, -2), d2)
+        if y.ndim == 2 and d2.ndim == 2 and y.flags.f_contiguous and not y.flags.c_contiguous:
+            # y is a transposed weight (x @ W.T in a Linear): compute dy in the same layout,
+            # so the weight's gradient comes back C-contiguous and needs no copy.
+            dy = xp.matmul(d2.T, x2).T
+        else:
+            dy = xp.matmul(xp.swapaxes(x2, -1, -2), d2)
         if y.ndim == 1:
             dy = dy[..., 0]
     return dx, dy
@@ -309,6 +314,8 @@ def _count(shape, axis):
 
 @op("sum", saves=("x_shape", "axis", "keepdims"))
 def sum(xp, x, *, axis=None, keepdims=False):
+    if x.dtype == xp.float16:  # accumulate in float32: a float16 running sum stalls at 2048
+        return xp.sum(x, axis=axis, keepdims=keepdims, dtype=xp.float32).astype(x.dtype)
     return xp.sum(x, axis=axis, keepdims=keepdims)
 
 
@@ -319,6 +326,8 @@ def sum_backward(xp, dout, shape, axis, keepdims):
 
 @op("mean", saves=("x_shape", "axis", "keepdims"))
 def mean(xp, x, *, axis=None, keepdims=False):
+    if x.dtype == xp.float16:  # float32 accumulation on CuPy as on NumPy
+        return xp.mean(x, axis=axis, keepdims=keepdims, dtype=xp.float32).astype(x.dtype)
     return xp.mean(x, axis=axis, keepdims=keepdims)
 
 
@@ -357,6 +366,9 @@ min.backward(_extreme_backward)
 
 @op("var", saves=("x", "axis", "keepdims", "ddof"))
 def var(xp, x, *, axis=None, keepdims=False, ddof=0):
+    if x.dtype == xp.float16:  # squared deviations overflow float16 long before the variance
+        out = xp.var(x.astype(xp.float32), axis=axis, keepdims=keepdims, ddof=ddof)
+        return out.astype(x.dtype)
     return xp.var(x, axis=axis, keepdims=keepdims, ddof=ddof)
 
 
@@ -437,6 +449,8 @@ def getitem_backward(xp, dout, shape, index):
     if _is_basic_index(index):
         dx[index] = dout  # basic indexing never repeats an element
     else:
+        if xp.__name__ == "cupy":  # cupy.add.at scatters with atomicAdd
+            nondeterministic("getitem's backward with an integer-array index on the GPU")
         xp.add.at(dx, index, dout)  # integer arrays may repeat: scatter-add
     return (dx,)
 

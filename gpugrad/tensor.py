@@ -324,6 +324,15 @@ class Tensor:
                 "place while recording; do it under gg.no_grad() (as optimizers do) or use an "
                 "out-of-place op"
             )
+        if recording and self._node is not None and self._node.op.view:
+            # Writing through a view changes its base too, but the base's graph would not
+            # know: its backward would return a silently wrong gradient. Refuse, as PyTorch
+            # does for views of leaves.
+            raise RuntimeError(
+                f"{fn.name}: in-place change of a view ('{self._node.op.name}' output "
+                f"{self.shape}) of a tensor in the graph is not supported; the base's gradient "
+                "would miss it. Write to the base instead (base[index] = value records the change)"
+            )
         if recording:
             # The op must not save self's memory, which is about to be overwritten: record it
             # on a snapshot that continues self's graph.

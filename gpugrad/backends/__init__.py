@@ -109,8 +109,54 @@ def move(array, device: str):
     src = device_of(array)
     if src == device:
         return array
-    if device == "cpu":
-        return _cupy.asnumpy(array)
-    with _cupy.cuda.Device(int(device.split(":")[1])):
-        # cupy.asarray would return a cuda:0 array unchanged under cuda:1; copy explicitly
-        return _cupy.array(array, copy=True)
+    try:
+        if device == "cpu":
+            return _cupy.asnumpy(array)
+        with _cupy.cuda.Device(int(device.split(":")[1])):
+            # cupy.asarray would return a cuda:0 array unchanged under cuda:1; copy explicitly
+            return _cupy.array(array, copy=True)
+    except MemoryError as e:
+        out_of_memory(e, f"copying {tuple(array.shape)} {array.dtype} from {src} to {device}")
+
+
+class OutOfMemoryError(MemoryError):
+    """An allocation on a GPU (or the host) failed. The message gives the requested size and
+    what to try; cached GPU blocks are already handed back, so the process can go on."""
+
+    def __init__(self, message: str, size: int | None = None):
+        super().__init__(message)
+        self.size = size  # requested bytes, when the array library said
+
+
+def out_of_memory(error: MemoryError, where: str):
+    """Raise ``error`` (CuPy's or NumPy's allocation failure) as gg.OutOfMemoryError.
+
+    CuPy's OutOfMemoryError carries the request in ``_size`` and the pool's use in ``_total``;
+    NumPy's carries the shape and dtype. Before raising, the CuPy pools release every cached
+    block: the failed step's temporaries are garbage by now, and a caller that catches the
+    error (to retry with a smaller batch) should find the memory free.
+    """
+    if isinstance(error, OutOfMemoryError):
+        raise error
+    size = getattr(error, "_size", None)
+    if size is None and hasattr(error, "shape") and hasattr(error, "dtype"):
+        n = 1
+        for d in error.shape:
+            n *= int(d)
+        size = n * np.dtype(error.dtype).itemsize
+    total = getattr(error, "_total", None)
+    freed = ""
+    if _cupy is not None:
+        pool = _cupy.get_default_memory_pool()
+        before = pool.total_bytes()
+        pool.free_all_blocks()
+        _cupy.get_default_pinned_memory_pool().free_all_blocks()
+        freed = f"; released {before - pool.total_bytes():,} cached bytes"
+    requested = f"{size:,} bytes" if size is not None else "an unknown number of bytes"
+    held = f" ({total:,} bytes already allocated)" if total is not None else ""
+    raise OutOfMemoryError(
+        f"{where}: out of memory allocating {requested}{held}{freed}. Free tensors you no "
+        "longer need (del them, and drop graphs you will not backward through), use a smaller "
+        "batch, or a narrower dtype (float32 instead of float64)",
+        size,
+    ) from error

@@ -286,9 +286,14 @@ def bias_act_backward(xp, dout, out, activation, negative_slope, needs):
     Same signature and results as the reference backward; the op table dispatches forwards
     only, so the op's backward calls this when it runs on CuPy.
     """
+    from ..dispatch import config
+
     cp = _cp()
     code = _act_code(activation, negative_slope)
-    if out.ndim == 0 or dout.shape != out.shape or not _fast(dout, out):
+    # The kernel sums db with atomicAdd, whose order varies run to run; under
+    # gg.config.deterministic the reference sums with CuPy's fixed-order reduction instead.
+    slow = out.ndim == 0 or dout.shape != out.shape or not _fast(dout, out)
+    if slow or (config.deterministic and needs[1]):
         return _fused().bias_act.bwd(xp, dout, out, activation, negative_slope, needs)
     d2, o2 = _contig(dout).reshape(-1, out.shape[-1]), _contig(out).reshape(-1, out.shape[-1])
     n, m = o2.shape

@@ -40,6 +40,7 @@ class _Bucket:
         sizes = [p.size for p in params]
         self.offsets = np.zeros(len(params) + 1, np.int64)
         np.cumsum(sizes, out=self.offsets[1:])
+        self.bounds = self.offsets.tolist()
         total = int(self.offsets[-1])
         self.flat_params = List([a.reshape(-1) for a in self.arrays])
         self.grads = np.zeros(total, dtype)
@@ -189,20 +190,35 @@ class Optimizer:
             or not set(names) <= bucket.buffers.keys()
         ):
             bucket = self._buckets[dtype] = _Bucket(params, dtype, names, self.state)
-        hp = np.zeros((len(params), len(self._columns)), np.float64)
+        # Plain Python ints and lists here: indexing NumPy arrays element by element costs
+        # about a microsecond per access, which adds up over a deep model's parameters.
+        bounds = bucket.bounds
+        idle = [0.0] * len(self._columns)
+        rows = []
+        group_names = {}
+        state = self.state
         for k, (group, p) in enumerate(items):
-            if p.grad is None:
+            grad = p._grad
+            if grad is None:
+                rows.append(idle)
                 continue
-            lo, hi = bucket.offsets[k], bucket.offsets[k + 1]
-            bucket.grads[lo:hi] = p.grad.data.reshape(-1)
-            st = self.state.setdefault(p, {})
-            hp[k] = self._row(group, st)
-            hp[k, 0] = 1.0
-            for name in self._state_names(group):
-                st.setdefault(name, bucket.view(bucket.buffers[name], k))
+            bucket.grads[bounds[k] : bounds[k + 1]] = grad.data.reshape(-1)
+            st = state.get(p)
+            if st is None:
+                st = state[p] = {}
+            row = self._row(group, st)
+            row[0] = 1.0
+            rows.append(row)
+            key = id(group)
+            if key not in group_names:
+                group_names[key] = self._state_names(group)
+            for name in group_names[key]:
+                if name not in st:
+                    st[name] = bucket.view(bucket.buffers[name], k)
+        hp = np.array(rows, np.float64).reshape(len(params), len(self._columns))
         self._launch_cpu(bucket, hp)
         for k, p in enumerate(params):
-            if hp[k, 0]:
+            if rows[k] is not idle:
                 p._version[0] += 1
 
     def _step_cuda(self, items) -> None:
