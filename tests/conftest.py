@@ -2,10 +2,45 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import warnings
+
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, Phase, settings
 
 import gpugrad as gg
+
+# Fuzzing profiles (tests/test_fuzz.py). "ci": a fixed example sequence (derandomized, so a CI
+# failure reproduces locally) small enough for well under 2 minutes on 2 cores. "long": a
+# fresh random search, for a night or before a release: GPUGRAD_FUZZ=long pytest tests/test_fuzz.py
+# No "explain" phase: it writes patch files into the tree and imports a module that warns.
+_PHASES = [Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink]
+settings.register_profile(
+    "ci",
+    max_examples=800,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    phases=_PHASES,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "long",
+    max_examples=5000,
+    phases=_PHASES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile("long" if os.environ.get("GPUGRAD_FUZZ", "").lower() == "long" else "ci")
+# When a property fails, hypothesis's pytest plugin imports libcst to suggest a patch, and
+# libcst's import of mypy_extensions.TypedDict warns: an error under filterwarnings=error that
+# would hide the failure behind an INTERNALERROR. Import it once now, with that warning off.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    with contextlib.suppress(ImportError):  # without libcst hypothesis skips the patch
+        import hypothesis.extra._patching  # noqa: F401
 
 # Tolerances by (dtype, kind). Forward float32: torch.testing.assert_close's defaults.
 # Grads in float32 get 10x more: reductions in backward sum in a different order than the
@@ -45,9 +80,9 @@ def device(request):
 
 @pytest.fixture(autouse=True)
 def _restore_config():
-    saved = (gg.config.kernels, gg.config.matmul)
+    saved = (gg.config.kernels, gg.config.matmul, gg.config.deterministic)
     yield
-    gg.config.kernels, gg.config.matmul = saved
+    gg.config.kernels, gg.config.matmul, gg.config.deterministic = saved
 
 
 def assert_close(actual, expected, rtol, atol, what=""):

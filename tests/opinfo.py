@@ -3,8 +3,17 @@
 Each entry says how to call the op on tensors (``fn``), how to compute it with plain NumPy
 (``ref``), and how to draw inputs: shapes (broadcasting, size-1 and size-0 dims, 0-d) and a
 value generator that keeps samples in the op's domain and away from its kinks, where finite
-differences are meaningless. ``test_ops.py`` runs the same checks over every entry, and fails
-if an op of the table has no entry here.
+differences are meaningless. Optional fields add more checks:
+
+- ``kink``: inputs sitting exactly on the op's kinks and the documented subgradient there
+  (PyTorch's conventions: relu'(0) = 0, ties of max/min split evenly, clip passes at bounds);
+- ``composed``: the same function built from unfused table entries, for fused ops;
+- ``large``: bigger shapes checked with random-direction gradcheck instead of per element.
+
+Every sample is also fed in the layouts of ``LAYOUTS`` (column-major, every other element of a
+larger buffer), which must give the values and gradients of the contiguous input.
+``test_ops.py`` runs the same checks over every entry, and fails if an op of the table has no
+entry here.
 """
 
 from __future__ import annotations
@@ -53,6 +62,9 @@ class OpInfo:
     note: str = ""
     keeps_dtype: bool = True  # output dtype == input dtype
     finite_differences: bool = True  # False only where float32 rounding is the point (cast)
+    kink: tuple | None = None  # (input arrays, expected grad of out.sum() per input or None)
+    composed: object = None  # the op written with unfused entries (fused ops only)
+    large: list = field(default_factory=list)  # shapes for random-direction gradcheck
 
     def make_inputs(self, rng, shapes, dtype):
         arrays = []
@@ -63,6 +75,23 @@ class OpInfo:
                 gen = self.gens[min(i, len(self.gens) - 1)]
                 arrays.append(np.asarray(gen(rng, shape), dtype=dtype))
         return arrays
+
+
+def relayout(array, layout):
+    """The same values in another memory layout: what x.T.copy().T or x[::2] hands an op."""
+    if layout == "contiguous" or array.ndim == 0:
+        return array
+    if layout == "transposed":  # column-major: the layout of a transposed matrix's copy
+        return np.asfortranarray(array)
+    if layout == "strided":  # every other element of a buffer twice as long in each dim
+        big = np.zeros(tuple(2 * n for n in array.shape), array.dtype)
+        view = big[tuple(slice(None, None, 2) for _ in array.shape)]
+        view[...] = array
+        return view
+    raise ValueError(layout)
+
+
+LAYOUTS = ("transposed", "strided")
 
 
 def _labels(rng, shape, shapes):
@@ -123,6 +152,8 @@ REDUCE_SAMPLES = [
     ((2, 3, 4), {"axis": -1}),
     ((5,), {"axis": 0}),
     ((1, 3), {"axis": 1, "keepdims": True}),
+    ((), {}),
+    ((0, 3), {"axis": 1}),
 ]
 
 
@@ -271,6 +302,7 @@ OP_INFOS = [
         lambda x: F.softmax(x, axis=0),
         lambda x: _np_softmax(x, 0),
         [[(3, 5)]],
+        note="axis=0",
     ),
     OpInfo("log_softmax", F.log_softmax, _np_log_softmax, [[(3, 5)], [(2, 3, 4)], [(4,)]]),
     OpInfo(
@@ -344,3 +376,145 @@ OP_INFOS += [
 NOT_SAMPLED_HERE = {
     "to_device": "moves between two devices: tests/test_tensor.py (CPU) and the GPU tests",
 }
+
+
+# ----------------------------------------------------------------------------- compositions
+# Fused ops written with unfused table entries only: the fused kernels must agree with these
+# (RELIABILITY.md row 23). Each takes the arguments its entry's ``fn`` takes.
+
+
+def softmax_composed(x, axis=-1):
+    e = (x - x.max(axis=axis, keepdims=True).detach()).exp()
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def log_softmax_composed(x, axis=-1):
+    s = x - x.max(axis=axis, keepdims=True).detach()
+    return s - s.exp().sum(axis=axis, keepdims=True).log()
+
+
+def cross_entropy_composed(x, t, reduction="mean", ignore_index=-100):
+    labels = t.numpy()
+    valid = labels != ignore_index
+    picked = log_softmax_composed(x, 1)[np.arange(len(labels)), np.where(valid, labels, 0)]
+    per_row = gg.where(valid, -picked, 0.0)
+    if reduction == "none":
+        return per_row
+    return per_row.sum() if reduction == "sum" else per_row.sum() / int(valid.sum())
+
+
+def bce_with_logits_composed(s, t, reduction="mean"):
+    per_item = s.relu() - s * t + (1 + (-s.abs()).exp()).log()
+    if reduction == "none":
+        return per_item
+    return per_item.sum() if reduction == "sum" else per_item.mean()
+
+
+def bce_composed(y, t):
+    return -(t * y.log().clip(min=-100) + (1 - t) * (1 - y).log().clip(min=-100)).mean()
+
+
+def mse_composed(y, t, reduction="mean"):
+    d = y - t
+    per_item = d * d
+    if reduction == "none":
+        return per_item
+    return per_item.sum() if reduction == "sum" else per_item.mean()
+
+
+def multi_margin_composed(x, t, margin=1.0):
+    n, c = x.shape
+    labels = t.numpy()
+    others = np.ones((n, c), x.dtype)
+    others[np.arange(n), labels] = 0
+    gaps = margin - x[np.arange(n), labels].reshape(n, 1) + x
+    return ((gaps.relu() * others).sum(axis=1) / c).mean()
+
+
+_ACTS = {
+    "relu": lambda y: y.relu(),
+    "leaky_relu": lambda y: y.leaky_relu(0.1),
+    "tanh": lambda y: y.tanh(),
+    "sigmoid": lambda y: y.sigmoid(),
+    "identity": lambda y: y,
+}
+
+
+def _entries(name, note=None):
+    found = [i for i in OP_INFOS if i.name == name and (note is None or i.note == note)]
+    assert found, f"no op-info entry {name} {note or ''}"
+    return found
+
+
+_entries("softmax", "")[0].composed = softmax_composed
+_entries("softmax", "axis=0")[0].composed = lambda x: softmax_composed(x, axis=0)
+for _info in _entries("log_softmax"):
+    _info.composed = log_softmax_composed
+for _info in _entries("cross_entropy"):
+    _info.composed = cross_entropy_composed
+_entries("binary_cross_entropy_with_logits")[0].composed = bce_with_logits_composed
+_entries("binary_cross_entropy")[0].composed = bce_composed
+_entries("mse_loss")[0].composed = mse_composed
+_entries("multi_margin_loss")[0].composed = multi_margin_composed
+for _info in _entries("bias_act"):
+    _info.composed = (lambda act: lambda z, b: _ACTS[act](z + b))(_info.note)
+
+# ----------------------------------------------------------------------------- kinks
+# Inputs exactly on a kink and the subgradient of out.sum() the project documents there
+# (README "Conventions"; RELIABILITY.md row 9). Finite differences cannot check these.
+
+_f = np.array
+_entries("relu")[0].kink = ([_f([-1.0, 0.0, 2.0])], [_f([0.0, 0.0, 1.0])])
+_entries("abs")[0].kink = ([_f([-1.0, 0.0, 2.0])], [_f([-1.0, 0.0, 1.0])])
+_entries("leaky_relu")[0].kink = ([_f([-1.0, 0.0, 2.0])], [_f([0.1, 0.1, 1.0])])
+_entries("clip")[0].kink = ([_f([-0.5, 0.7, 0.0, 1.0, -2.0])], [_f([1.0, 1.0, 1.0, 0.0, 0.0])])
+_entries("max", "{}")[0].kink = ([_f([[1.0, 3.0], [3.0, 0.0]])], [_f([[0.0, 0.5], [0.5, 0.0]])])
+_entries("min", "{}")[0].kink = ([_f([[1.0, 3.0], [1.0, 2.0]])], [_f([[0.5, 0.0], [0.5, 0.0]])])
+_entries("max", "{'axis': 0}")[0].kink = (
+    [_f([[2.0, 1.0], [2.0, 0.0], [2.0, 1.0]])],
+    [_f([[1 / 3, 0.5], [1 / 3, 0.0], [1 / 3, 0.5]])],
+)
+_entries("maximum")[0].kink = ([_f([1.0, 2.0]), _f([1.0, 0.0])], [_f([0.5, 1.0]), _f([0.5, 0.0])])
+_entries("minimum")[0].kink = ([_f([1.0, 2.0]), _f([1.0, 0.0])], [_f([0.5, 0.0]), _f([0.5, 1.0])])
+_entries("bias_act", "relu")[0].kink = (
+    [_f([[-1.0, 0.0, 2.0]]), _f([0.0, 0.0, 0.0])],
+    [_f([[0.0, 0.0, 1.0]]), _f([0.0, 0.0, 1.0])],
+)
+_entries("bias_act", "leaky_relu")[0].kink = (
+    [_f([[-1.0, 0.0, 2.0]]), _f([0.0, 0.0, 0.0])],
+    [_f([[0.1, 0.1, 1.0]]), _f([0.1, 0.1, 1.0])],
+)
+# the hinge of class 1 sits exactly at 0 (1 - 0 + (-1)): inactive, as torch's z > 0 test
+_entries("multi_margin_loss")[0].kink = (
+    [_f([[0.0, -1.0, -3.0]]), _f([0])],
+    [_f([[0.0, 0.0, 0.0]]), None],
+)
+
+# ----------------------------------------------------------------------------- large inputs
+# Shapes where per-element finite differences would take thousands of forward calls: checked
+# along random directions instead (gg.gradcheck(mode="random")).
+
+_LARGE = {
+    ("add", ""): [[(64, 48), (48,)]],
+    ("mul", ""): [[(64, 48), (64, 1)]],
+    ("div", ""): [[(64, 48), (64, 48)]],
+    ("matmul", ""): [[(32, 64), (64, 16)], [(4, 16, 32), (32, 8)]],
+    ("tanh", ""): [[(100, 100)]],
+    ("sigmoid", ""): [[(100, 100)]],
+    ("exp", ""): [[(100, 100)]],
+    ("sum", "{'axis': 0}"): [[(100, 64)]],
+    ("mean", "{'axis': 0}"): [[(100, 64)]],
+    ("var", "{'axis': 0}"): [[(100, 64)]],
+    ("max", "{'axis': 0}"): [[(100, 64)]],
+    ("softmax", ""): [[(64, 100)]],
+    ("log_softmax", ""): [[(64, 100)]],
+    ("cross_entropy", ""): [[(256, 10), (256,)], [(16, 300), (16,)]],
+    ("binary_cross_entropy_with_logits", ""): [[(64, 64), (64, 64)]],
+    ("mse_loss", ""): [[(64, 64), (64, 64)]],
+    ("multi_margin_loss", ""): [[(64, 10), (64,)]],
+    ("bias_act", "tanh"): [[(128, 64), (64,)]],
+    ("bias_act", "relu"): [[(128, 64), (64,)]],
+    ("getitem", "integer array with repeats: the backward scatter-adds"): [[(50, 40)]],
+}
+for (_name, _note), _shapes in _LARGE.items():
+    _entries(_name, _note)[0].large = _shapes

@@ -1,18 +1,38 @@
-"""Every op of the table, checked the same way: forward against NumPy, backward against
-finite differences in float64, dtypes and shapes preserved, inputs never mutated."""
+"""Every op of the table, checked the same way over the samples of ``opinfo.py``: forward
+against NumPy, backward against finite differences in float64 (random directions for large
+inputs), dtypes and shapes preserved, inputs never mutated, strided and transposed inputs equal
+to contiguous ones, documented subgradients at kinks, fused ops equal to their composition, and
+CPU equal to GPU where there is one."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from conftest import assert_close, tol
-from opinfo import NOT_SAMPLED_HERE, OP_INFOS
+from opinfo import LAYOUTS, NOT_SAMPLED_HERE, OP_INFOS, relayout
 
 import gpugrad as gg
 
+
+def _id(info, k):
+    return f"{info.name}{('[' + info.note + ']') if info.note else ''}-{k}"
+
+
 CASES = [
-    pytest.param(info, shapes, id=f"{info.name}{('[' + info.note + ']') if info.note else ''}-{k}")
+    pytest.param(info, shapes, id=_id(info, k))
     for info in OP_INFOS
+    for k, shapes in enumerate(info.shapes)
+]
+LARGE = [
+    pytest.param(info, shapes, id=_id(info, f"large{k}"))
+    for info in OP_INFOS
+    for k, shapes in enumerate(info.large)
+]
+KINKS = [pytest.param(info, id=_id(info, "kink")) for info in OP_INFOS if info.kink]
+FUSED = [
+    pytest.param(info, shapes, id=_id(info, k))
+    for info in OP_INFOS
+    if info.composed is not None
     for k, shapes in enumerate(info.shapes)
 ]
 
@@ -28,10 +48,37 @@ def _tensors(info, arrays, device, requires_grad):
     ]
 
 
+def _backward(out, seed=3):
+    """Backward with a random cotangent, so every output element's gradient path counts."""
+    v = np.random.default_rng(seed).standard_normal(out.shape).astype(out.dtype)
+    out.backward(v)
+
+
+def _grads(info, arrays, device, seed=3):
+    inputs = _tensors(info, arrays, device, requires_grad=True)
+    out = info.fn(*inputs)
+    _backward(out, seed)
+    return out, [None if t.grad is None else t.grad.numpy() for t in inputs]
+
+
 def test_every_op_in_the_table_has_samples():
     covered = {info.name for info in OP_INFOS} | set(NOT_SAMPLED_HERE)
     missing = sorted(set(gg.OPS) - covered)
     assert not missing, f"ops without an entry in tests/opinfo.py: {missing}"
+
+
+def test_the_samples_cover_the_shapes_the_issue_asks_for():
+    shapes = [s for info in OP_INFOS for sample in info.shapes for s in sample]
+    assert () in shapes, "no 0-d sample"
+    assert any(0 in s for s in shapes), "no size-0 sample"
+    assert any(1 in s for s in shapes), "no size-1 dim"
+    broadcast = [
+        sample
+        for info in OP_INFOS
+        for sample in info.shapes
+        if len(sample) > 1 and len({s for s in sample}) > 1 and info.name in ("add", "mul")
+    ]
+    assert broadcast, "no broadcasting sample"
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -43,7 +90,7 @@ def test_forward_matches_numpy_reference(info, shapes, dtype, device):
     expected = np.asarray(info.ref(*arrays))
     if info.keeps_dtype:
         assert out.dtype == dtype, f"{info.name}: {dtype.__name__} in, {out.dtype} out"
-    assert_close(out, expected, **tol(out.dtype), what=f"{info.name} forward")
+    assert_close(out, expected, **tol(out.dtype), what=f"{info.name} forward on {device}")
 
 
 @pytest.mark.parametrize("info, shapes", CASES)
@@ -56,16 +103,95 @@ def test_grad_matches_finite_differences(info, shapes):
     assert gg.gradcheck(info.fn, inputs)
 
 
+@pytest.mark.parametrize("info, shapes", LARGE)
+def test_grad_matches_random_directions_on_large_inputs(info, shapes):
+    rng = np.random.default_rng(4)
+    arrays = info.make_inputs(rng, shapes, np.float64)
+    inputs = _tensors(info, arrays, "cpu", requires_grad=True)
+    assert gg.gradcheck(info.fn, inputs, mode="random", n_directions=3)
+
+
 @pytest.mark.parametrize("info, shapes", CASES)
 def test_grads_have_input_shapes_and_dtypes_and_inputs_stay_unchanged(info, shapes, device):
     rng = np.random.default_rng(2)
     arrays = info.make_inputs(rng, shapes, np.float32)
     copies = [a.copy() for a in arrays]
     inputs = _tensors(info, arrays, device, requires_grad=True)
+    before = [t._version[0] for t in inputs]
     out = info.fn(*inputs)
     out.sum().backward() if out.size else out.backward(np.zeros(out.shape, out.dtype))
     for i, (t, a, c) in enumerate(zip(inputs, arrays, copies, strict=True)):
         np.testing.assert_array_equal(a, c, err_msg=f"{info.name} changed input {i}")
+        np.testing.assert_array_equal(t.numpy(), c, err_msg=f"{info.name} changed input {i}")
+        assert t._version[0] == before[i], f"{info.name} bumped input {i}'s version"
         if t.requires_grad:
             assert t.grad is not None, f"{info.name}: input {i} got no gradient"
             assert t.grad.shape == t.shape and t.grad.dtype == t.dtype, info.name
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("info, shapes", CASES)
+def test_strided_and_transposed_inputs_match_contiguous_copies(info, shapes, dtype, layout, device):
+    """RELIABILITY.md row 6: kernels handle strides or make the input contiguous themselves."""
+    arrays = info.make_inputs(np.random.default_rng(5), shapes, dtype)
+    moved = [relayout(a, layout) for a in arrays]
+    if all(m.flags.c_contiguous for m in moved):
+        pytest.skip(f"{layout} leaves these shapes contiguous (0-d, empty, or one long dim)")
+    out, grads = _grads(info, arrays, device)
+    out2, grads2 = _grads(info, moved, device)
+    what = f"{info.name} {layout} {np.dtype(dtype).name} on {device}"
+    assert_close(out2, out.numpy(), **tol(dtype), what=f"{what} forward")
+    for i, (g, g2) in enumerate(zip(grads, grads2, strict=True)):
+        assert (g is None) == (g2 is None), what
+        if g is not None:
+            assert_close(g2, g, **tol(dtype, "grad"), what=f"{what} grad of input {i}")
+
+
+@pytest.mark.parametrize("info", KINKS)
+def test_grad_at_kinks_is_the_documented_subgradient(info, device):
+    """RELIABILITY.md row 9: relu'(0) = 0, abs'(0) = 0, ties split evenly, clip passes."""
+    arrays, expected = info.kink
+    for dtype in (np.float32, np.float64):
+        cast = [a.astype(dtype) if a.dtype.kind == "f" else a for a in arrays]
+        inputs = _tensors(info, cast, device, requires_grad=True)
+        info.fn(*inputs).sum().backward()
+        for i, (t, e) in enumerate(zip(inputs, expected, strict=True)):
+            if e is None:
+                assert t.grad is None
+                continue
+            assert_close(t.grad, e, **tol(dtype, "grad"), what=f"{info.name} kink, input {i}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("info, shapes", FUSED)
+def test_fused_op_matches_its_composition(info, shapes, dtype, device):
+    """RELIABILITY.md row 23: one semantics, whichever kernel runs."""
+    arrays = info.make_inputs(np.random.default_rng(6), shapes, dtype)
+    out, grads = _grads(info, arrays, device)
+    composed = type(info)(**{**info.__dict__, "fn": info.composed})
+    out2, grads2 = _grads(composed, arrays, device)
+    what = f"{info.name} fused vs composed, {np.dtype(dtype).name} on {device}"
+    assert out.dtype == out2.dtype, what
+    assert_close(out, out2.numpy(), **tol(dtype, "grad"), what=what)
+    for i, (g, g2) in enumerate(zip(grads, grads2, strict=True)):
+        if g is not None:
+            assert_close(g, g2, **tol(dtype, "grad"), what=f"{what}: grad of input {i}")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("info, shapes", CASES)
+def test_cpu_and_gpu_agree_on_values_and_grads(info, shapes):
+    """RELIABILITY.md row 21: float32 forward within assert_close's defaults, grads looser."""
+    reason = gg.cuda.unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"no CUDA device: {reason}")
+    arrays = info.make_inputs(np.random.default_rng(7), shapes, np.float32)
+    out, grads = _grads(info, arrays, "cpu")
+    out2, grads2 = _grads(info, arrays, "cuda")
+    assert out2.device.startswith("cuda")
+    what = f"{info.name} cpu vs cuda"
+    assert_close(out2, out.numpy(), **tol(np.float32), what=what)
+    for i, (g, g2) in enumerate(zip(grads, grads2, strict=True)):
+        if g is not None:
+            assert_close(g2, g, **tol(np.float32, "grad"), what=f"{what}: grad of input {i}")
