@@ -8,6 +8,7 @@ True
 from __future__ import annotations
 
 from . import backends
+from .cuda_graph import CapturedStep, graph, is_capturing  # noqa: F401  (gg.cuda.graph)
 
 
 def is_available() -> bool:

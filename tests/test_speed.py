@@ -1,0 +1,137 @@
+"""The fast paths keep their promises: float32 stays float32, weight gradients are not copied,
+the benchmark's peers agree with gpugrad, and CUDA graphs refuse clearly without a GPU."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gpugrad as gg
+import gpugrad.functional as F
+from gpugrad import dispatch, nn, optim
+
+
+def _mlp_step(activation):
+    gg.manual_seed(0)
+    model = nn.MLP([12, 16, 16, 5], activation=activation)
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    x = gg.tensor(np.random.default_rng(0).standard_normal((8, 12), dtype=np.float32))
+    y = gg.tensor(np.arange(8) % 5)
+    loss = F.cross_entropy(model(x), y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return model, loss
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid", "leaky_relu"])
+@pytest.mark.parametrize("kernels", [True, False])
+def test_float32_mlp_step_makes_no_float64_arrays(monkeypatch, activation, kernels):
+    gg.config.kernels = kernels
+    seen = []
+    monkeypatch.setattr(dispatch, "forward_hooks", [lambda op, out: seen.append((op.name, out))])
+    backward_impl = dispatch.Op.backward_impl
+
+    def checked(self, xp):
+        fn = backward_impl(self, xp)
+
+        def run(*args):
+            grads = fn(*args)
+            seen.extend((f"{self.name} backward", g) for g in grads if g is not None)
+            return grads
+
+        return run
+
+    monkeypatch.setattr(dispatch.Op, "backward_impl", checked)
+    model, loss = _mlp_step(activation)
+    upcast = [name for name, a in seen if getattr(a, "dtype", None) == np.float64]
+    assert not upcast, f"float64 arrays from {upcast}"
+    assert loss.dtype == np.float32
+    for p in model.parameters():
+        assert p.dtype == np.float32 and p.grad.dtype == np.float32
+
+
+def test_linear_weight_gradients_arrive_contiguous_without_a_copy():
+    model = nn.MLP([6, 4, 3])
+    x = gg.tensor(np.ones((5, 6), np.float32))
+    model(x).sum().backward()
+    for p in model.parameters():
+        assert p.grad.data.flags.c_contiguous and p.grad.shape == p.shape
+
+
+def test_a_gradient_that_shares_memory_is_still_copied():
+    w = gg.tensor(np.ones((3, 2), np.float32), requires_grad=True)
+    z = w.T * 2.0
+    keep = z.T  # the graph's output is a view; a second view must not become w.grad as is
+    keep.sum().backward()
+    before = w.grad.numpy().copy()
+    keep.data[...] = 7.0
+    np.testing.assert_array_equal(w.grad.numpy(), before)
+
+
+@pytest.mark.parametrize("config", ["tiny", "deep"])
+def test_benchmark_peers_agree_with_gpugrad(config):
+    from gpugrad.benchmark import CONFIGS, GpugradPeer, NumpyPeer, verify
+
+    verify(CONFIGS[config], [GpugradPeer, NumpyPeer])
+
+
+def test_benchmark_table_has_one_row_per_config():
+    from gpugrad.benchmark import run, table
+
+    result = run(["tiny"], rounds=1, round_s=0.01, memory=True, log=lambda *_: None)
+    text = table(result)
+    assert text.count("\n") == 2 and "| tiny | 64 |" in text
+
+
+def test_bench_command_parses_its_options():
+    from gpugrad.cli import build_parser
+
+    args = build_parser().parse_args(["bench", "--configs", "tiny", "--rounds", "2"])
+    assert (args.configs, args.rounds, args.kernels) == ("tiny", 2, False)
+
+
+def test_cuda_graph_without_a_gpu_says_why():
+    if gg.cuda.is_available():
+        pytest.skip("a GPU is present")
+    x = gg.zeros((2, 2))
+    with pytest.raises(RuntimeError, match="CUDA graphs need a GPU"):
+        gg.cuda.graph(lambda t: t, x)
+
+
+@pytest.mark.gpu
+def test_cuda_graph_replays_a_training_step_like_eager():
+    if not gg.cuda.is_available():
+        pytest.skip(f"no CUDA device: {gg.cuda.unavailable_reason()}")
+    rng = np.random.default_rng(0)
+    xs = [rng.standard_normal((32, 8), dtype=np.float32) for _ in range(4)]
+    ys = [rng.integers(0, 3, 32) for _ in range(4)]
+
+    def build():
+        gg.manual_seed(0)
+        model = nn.MLP([8, 16, 3], device="cuda")
+        return model, optim.SGD(model.parameters(), lr=0.1)
+
+    def stepper(model, opt):
+        def step(x, y):
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            return loss
+
+        return step
+
+    eager_model, eager_opt = build()
+    graphed_model, graphed_opt = build()
+    eager = stepper(eager_model, eager_opt)
+    x0, y0 = gg.tensor(xs[0], device="cuda"), gg.tensor(ys[0], device="cuda")
+    captured = gg.cuda.graph(stepper(graphed_model, graphed_opt), x0, y0, warmup=1)
+    eager(x0, y0)  # the capture's one warm-up step ran for real; the capture itself did not
+    for x, y in zip(xs, ys, strict=True):
+        eager_loss = eager(gg.tensor(x, device="cuda"), gg.tensor(y, device="cuda"))
+        loss = captured(x, y)
+        captured.synchronize()
+        assert abs(loss.item() - eager_loss.item()) < 1e-4
+    for a, b in zip(graphed_model.parameters(), eager_model.parameters(), strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
