@@ -130,6 +130,40 @@ if [ "$DRY" = 1 ]; then
 else
   step "benchmarks (bench/gpu_bench.py)" 150 "$PY" bench/gpu_bench.py "${BENCH_ARGS[@]}"
 fi
+
+# NCCL with world size 1: the communicator, all-reduce, broadcast and a weighted gradient
+# average through DistributedOptimizer's flat buckets. Exit 3: CuPy has no NCCL library.
+NCCL_SMOKE='
+import os
+os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1")
+os.environ.setdefault("GPUGRAD_DIST_PORT", "29531")
+os.environ.setdefault("GPUGRAD_DIST_TIMEOUT", "60")
+import cupy as cp
+from cupy.cuda import nccl
+if not nccl.available:
+    print("NCCL is not available to CuPy: pip install nvidia-nccl-cu12 (or -cu13)")
+    raise SystemExit(3)
+import numpy as np, gpugrad as gg, gpugrad.functional as F, gpugrad.distributed as dist
+from gpugrad import nn, optim
+be = dist.init("nccl")
+assert (be.name, dist.world_size(), dist.rank()) == ("nccl", 1, 0), be.name
+x = cp.arange(8, dtype=cp.float32)
+dist.all_reduce(x); dist.broadcast(x); dist.barrier()
+assert cp.array_equal(x, cp.arange(8, dtype=cp.float32))
+gg.manual_seed(0)
+model = nn.MLP([32, 64, 10]); model.to("cuda")
+opt = dist.DistributedOptimizer(optim.SGD(model.parameters(), lr=0.1), bucket_mb=0.004)
+xb = gg.tensor(np.random.default_rng(0).normal(size=(16, 32)).astype(np.float32), device="cuda")
+yb = gg.tensor(np.arange(16) % 10, device="cuda")
+F.cross_entropy(model(xb), yb).backward()
+before = [p.grad.numpy().copy() for p in model.parameters()]
+opt.synchronize(weight=0.5)  # forces the bucketed NCCL all-reduce even with one rank
+for p, g in zip(model.parameters(), before):
+    np.testing.assert_allclose(p.grad.numpy(), 0.5 * g, rtol=1e-6)
+opt.step(); dist.shutdown()
+print("nccl", nccl.get_version(), "world size 1: all-reduce, broadcast, DistributedOptimizer ok")
+'
+step "NCCL smoke test, world size 1 (gpugrad.distributed)" 90 "$PY" -c "$NCCL_SMOKE"
 [ -f "$STEM"_bench.md ] && { echo ""; cat "$STEM"_bench.md; } >> "$SUMMARY"
 
 echo ""

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import creation
+from . import distributed as dist
 from .autograd import no_grad
 from .backends import _probe_cuda, cuda_is_available, parse_device, xp_for
 from .checkpoint import load_checkpoint, save_checkpoint, write_json
@@ -169,15 +170,25 @@ class _StopFlag:
     """The first Ctrl-C asks the loop to stop at the next batch boundary (so parameters and
     optimizer state are never half-updated when saved); a second one stops at once."""
 
-    def __init__(self, log):
+    def __init__(self, log, deferred: bool = False):
         self.requested = False
+        # With several ranks a request only becomes ``requested`` when the ranks agree on it
+        # (Trainer._agree), so that all of them stop after the same batch.
+        self.deferred = deferred
+        self.pending = False
         self._log = log
         self._previous = None
 
+    def request(self) -> None:
+        if self.deferred:
+            self.pending = True
+        else:
+            self.requested = True
+
     def _handler(self, signum, frame):
-        if self.requested:
+        if self.requested or self.pending:
             raise KeyboardInterrupt
-        self.requested = True
+        self.request()
         self._log("\ninterrupt: stopping after this batch (Ctrl-C again to stop at once)")
 
     def __enter__(self):
@@ -218,6 +229,16 @@ class Trainer:
         self.callback = callback
         self._stop: _StopFlag | None = None
         self.device, self.device_note = resolve_device(config.device)
+        # Data parallel when gpugrad.distributed was initialized with several ranks: each
+        # rank trains on its slice of every global batch; only rank 0 prints and writes files.
+        self.world = dist.world_size()
+        self.is_main = dist.rank() == 0
+        if not self.is_main:
+            self.log = lambda line: None
+        if self.world > 1 and self.device.startswith("cuda") and ":" not in config.device:
+            from .backends import cuda_device_count
+
+            self.device = parse_device(f"cuda:{dist.local_rank() % cuda_device_count()}")
 
         train = load_dataset(config.dataset, "train", config.data_dir)
         self.test_set = load_dataset(config.dataset, "test", config.data_dir)
@@ -233,8 +254,13 @@ class Trainer:
         if self.device != "cpu":
             self.model.to(self.device)
         self.optimizer = build_optimizer(config, list(self.model.parameters()))
+        loader_class = DataLoader
+        if self.world > 1:
+            dist.broadcast_parameters(self.model)
+            self.optimizer = dist.DistributedOptimizer(self.optimizer)
+            loader_class = dist.DistributedLoader
         self.scheduler = build_scheduler(config, self.optimizer)
-        self.loader = DataLoader(
+        self.loader = loader_class(
             self.train_set, config.batch_size, shuffle=True, seed=config.seed, device=self.device
         )
         self.val_loader = DataLoader(self.val_set, EVAL_BATCH, device=self.device)
@@ -250,7 +276,20 @@ class Trainer:
     # ------------------------------------------------------------------ state
     def request_stop(self) -> None:
         if self._stop is not None:
+            self._stop.request()
+
+    def _agree(self, *sums):
+        """Sum per-rank numbers over ranks, together with the ranks' stop requests; a request
+        on any rank becomes ``requested`` on all of them. Returns the sums."""
+        import numpy as np
+
+        flag = self._stop is not None and self._stop.pending
+        *totals, stops = dist.all_reduce(
+            np.array([*sums, flag], np.float64), what="epoch totals"
+        ).tolist()
+        if stops and self._stop is not None:
             self._stop.requested = True
+        return totals
 
     def num_parameters(self) -> int:
         return int(sum(p.size for p in self.model.parameters()))
@@ -291,6 +330,8 @@ class Trainer:
         return self.config.out_dir / "checkpoint.npz"
 
     def _write_metrics(self, status: str, test: dict | None = None) -> None:
+        if not self.is_main:
+            return
         write_json(
             self.config.out_dir / "metrics.json",
             {
@@ -310,6 +351,8 @@ class Trainer:
         )
 
     def _save(self, best: bool = False) -> None:
+        if not self.is_main:
+            return
         state = self.state_dict()
         save_checkpoint(self.checkpoint_path, state)
         if best:
@@ -331,7 +374,7 @@ class Trainer:
         return total_loss / max(seen, 1), correct / max(seen, 1)
 
     def _progress(self, total: int, desc: str):
-        if self.config.quiet or not sys.stderr.isatty():
+        if self.config.quiet or not sys.stderr.isatty() or not self.is_main:
             return None
         tqdm = _try_import("tqdm")
         if isinstance(tqdm, ImportError):
@@ -356,6 +399,8 @@ class Trainer:
             start = int(self.position["batch"])
             sums.update(self.position["sums"])
             grads.update(self.position["grad_norms"])
+            if not self.is_main:  # the saved totals count once, on rank 0, when summed
+                sums.update(loss=0.0, correct=0, seen=0)
         loss_sum = xp.asarray(sums["loss"], dtype=xp.float64)
         correct = xp.asarray(sums["correct"], dtype=xp.int64)
         grad_sums = {name: xp.asarray(v, dtype=xp.float64) for name, v in grads.items()}
@@ -371,6 +416,14 @@ class Trainer:
                 loss = compute_loss(cfg.loss, logits, y, self.classes)
                 self.optimizer.zero_grad()
                 loss.backward()
+                if self.world > 1:
+                    # Average now, weighted by this rank's share of the batch, so the norms
+                    # below are the whole batch's; stop requests travel in the same all-reduce.
+                    share = len(y) / self.loader.global_batch_size(batch)
+                    pending = self._stop is not None and self._stop.pending
+                    stops = self.optimizer.synchronize(share, flags=(pending,))
+                    if stops[0] and self._stop is not None:
+                        self._stop.requested = True
                 for name, p in self.tracked:
                     if p.grad is not None:
                         grad_sums[name] += xp.linalg.norm(p.grad.data)
@@ -389,13 +442,16 @@ class Trainer:
                     self.callback(self, epoch, batch)
                 stop = self._stop is not None and self._stop.requested
                 if stop and batch + 1 < len(self.loader):
+                    totals = (float(loss_sum), int(correct), seen)
+                    if self.world > 1:
+                        totals = self._agree(*totals)
                     self.position = {
                         "epoch": epoch,
                         "batch": batch + 1,
                         "sums": {
-                            "loss": float(loss_sum),
-                            "correct": int(correct),
-                            "seen": seen,
+                            "loss": totals[0],
+                            "correct": int(totals[1]),
+                            "seen": int(totals[2]),
                             "seconds": sums["seconds"] + time.perf_counter() - t0,
                             "steps": steps,
                         },
@@ -405,6 +461,9 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
+        if self.world > 1:
+            loss_sum, correct, seen = self._agree(float(loss_sum), int(correct), seen)
+            seen = int(seen)
         seconds = sums["seconds"] + time.perf_counter() - t0
         self.position = None
         lr = current_lr(self.optimizer)
@@ -444,6 +503,9 @@ class Trainer:
             else "val = test split"
         )
         device = self.device + (f" ({self.device_note})" if self.device_note else "")
+        if self.world > 1:
+            be = dist.backend()
+            device += f" x {self.world} ranks ({be.name if be else '?'})"
         return (
             f"device {device} | model MLP {sizes} {cfg.activation}, "
             f"{self.num_parameters():,} parameters | {cfg.dataset}: "
@@ -454,10 +516,11 @@ class Trainer:
     def fit(self) -> Result:
         """Train until ``config.epochs`` or a stop request; write metrics, checkpoints, plots."""
         cfg = self.config
-        cfg.out_dir.mkdir(parents=True, exist_ok=True)
+        if self.is_main:
+            cfg.out_dir.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
         status = "done"
-        with _StopFlag(self.log) as self._stop:
+        with _StopFlag(self.log, deferred=self.world > 1) as self._stop:
             try:
                 while self.epoch < cfg.epochs:
                     finished = self._train_epoch(self.epoch)
@@ -512,7 +575,7 @@ class Trainer:
         return Result("done", self.epoch, self.history, test, self.best, seconds)
 
     def _plots(self) -> None:
-        if not self.config.plots or not self.history:
+        if not self.config.plots or not self.history or not self.is_main:
             return
         error = write_plots(self.history, self.config.out_dir, self.config.dataset)
         if error:
@@ -584,16 +647,26 @@ def _fail(message: str) -> int:
 def run_cli(options: dict) -> int:
     """``gpugrad train``: ``options`` holds the settings given on the command line (None for
     the ones left out) plus ``resume``. Returns the exit status."""
-    given = {k: v for k, v in options.items() if k != "resume" and v is not None}
+    given = {
+        k: v for k, v in options.items() if k not in ("resume", "distributed") and v is not None
+    }
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = set(given) - fields
     if unknown:
         raise TypeError(f"run_cli: unknown settings {sorted(unknown)}")
     started = time.perf_counter()
+    backend = options.get("distributed")
+    if backend:
+        # A CPU model all-reduces host memory: MPI's job even where NCCL could be had.
+        if backend == "auto" and given.get("device", "auto").strip().lower() == "cpu":
+            backend = "mpi"
+        dist.init(backend)
+    # Progress and results come from rank 0 alone; every rank still reports its own errors.
+    say = print if dist.rank() == 0 else (lambda *args, **kwargs: None)
     try:
         if options.get("resume"):
             out = given.get("out") or str(Path("runs") / given.get("dataset", "digits"))
-            state = load_checkpoint(Path(out) / "checkpoint.npz")
+            state = _load_on_every_rank(Path(out) / "checkpoint.npz")
             saved = dict(state["config"])
             for key, value in given.items():
                 if key in RESUMABLE_CHANGES:
@@ -608,7 +681,7 @@ def run_cli(options: dict) -> int:
             config = TrainConfig(**saved)
             trainer = Trainer(config)
             trainer.load_state_dict(state)
-            print(f"resuming {trainer.checkpoint_path} after epoch {trainer.epoch}", flush=True)
+            say(f"resuming {trainer.checkpoint_path} after epoch {trainer.epoch}", flush=True)
         else:
             config = TrainConfig(**given)
             trainer = Trainer(config)
@@ -616,26 +689,44 @@ def run_cli(options: dict) -> int:
         return _fail(str(e))
     except (FileNotFoundError, ValueError) as e:
         return _fail(f"error: {e}")
-    print(trainer.describe(), flush=True)
+    say(trainer.describe(), flush=True)
     if trainer.val_set is trainer.test_set:
-        print("note: --val-fraction 0 validates on the test split (best.npz is chosen by it)")
+        say("note: --val-fraction 0 validates on the test split (best.npz is chosen by it)")
     result = trainer.fit()
+    dist.shutdown()  # every rank is done with collectives: leave together
     if result.status != "done":
-        print(result.message, file=sys.stderr)
+        say(result.message, file=sys.stderr)
         return 130
     out = config.out_dir
     written = [p.name for p in (out / n for n in _OUTPUTS) if p.exists()]
     best = result.best or {}
-    print(
+    say(
         f"test loss {result.test['loss']:.4f} acc {result.test['acc']:.2%} "
         f"(final model, {result.epochs_done} epochs) | best val acc "
         f"{best.get('val_acc', float('nan')):.2%} at epoch {best.get('epoch')} (best.npz)"
     )
-    print(
+    say(
         f"done in {time.perf_counter() - started:.1f} s; wrote {', '.join(written)} to {out}",
         flush=True,
     )
     return 0
+
+
+def _load_on_every_rank(path: Path) -> dict:
+    """The checkpoint, read by rank 0 and sent to the others (which may not see its disk);
+    an error reading it is raised on every rank."""
+    if dist.world_size() == 1:
+        return load_checkpoint(path)
+    result = None
+    if dist.rank() == 0:
+        try:
+            result = (None, load_checkpoint(path))
+        except (FileNotFoundError, ValueError) as e:
+            result = (e, None)
+    error, state = dist.broadcast_object(result)
+    if error is not None:
+        raise error
+    return state
 
 
 _OUTPUTS = ("metrics.json", "curves.png", "grad_flow.png", "checkpoint.npz", "best.npz")
