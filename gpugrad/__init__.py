@@ -8,10 +8,10 @@
 (-8.0, 4.0, 4.0, -2.0)
 """
 
-from . import cuda, functional, nn, optim, viz
+from . import cuda, distributed, functional, nn, optim, viz
 from .anomaly import detect_anomaly
 from .autograd import enable_grad, is_grad_enabled, no_grad
-from .backends import cuda_device_count, cuda_is_available
+from .backends import OutOfMemoryError, cuda_device_count, cuda_is_available
 from .creation import (
     abs,
     arange,
@@ -56,6 +56,7 @@ __version__ = "0.1.0"
 __all__ = [
     "OPS",
     "GradcheckError",
+    "OutOfMemoryError",
     "Tensor",
     "abs",
     "arange",
@@ -70,6 +71,7 @@ __all__ = [
     "cuda_device_count",
     "cuda_is_available",
     "detect_anomaly",
+    "distributed",
     "enable_grad",
     "exp",
     "expand_dims",

@@ -1,4 +1,4 @@
-"""The ``gpugrad`` command: ``gpugrad demo | info | train`` (also ``python -m gpugrad ...``)."""
+"""The ``gpugrad`` command: ``gpugrad demo | info | train | bench`` (also ``python -m gpugrad``)."""
 
 from __future__ import annotations
 
@@ -93,6 +93,30 @@ def _train(args) -> int:
     return run_cli(options)
 
 
+def _bench(args) -> int:
+    from .benchmark import main
+
+    return main(args)
+
+
+def _add_bench(sub) -> None:
+    bench = sub.add_parser(
+        "bench",
+        help="time training steps against hand-written NumPy and PyTorch (one process)",
+        description="Time one training step (forward, softmax-CE, backward, SGD) of four MLP "
+        "configs for gpugrad and its peers, interleaved in rounds, and print a markdown table.",
+    )
+    add = bench.add_argument
+    add("--configs", default="tiny,mnist,wide,deep", help="comma-separated, default all four")
+    add("--rounds", type=int, default=7, help="timing rounds (medians are reported), default 7")
+    add("--threads", type=int, help="BLAS/OpenMP threads for every peer, default all CPUs")
+    add("--json", help="also write the results to this JSON file")
+    add("--no-memory", action="store_true", help="skip the peak-memory measurement")
+    add("--kernels", action="store_true", help="time the CPU kernels against a large copy instead")
+    add("--reps", type=int, default=20, help="repetitions per kernel (--kernels), default 20")
+    bench.set_defaults(run=_bench)
+
+
 def _hidden_sizes(text: str) -> tuple[int, ...]:
     try:
         sizes = tuple(int(s) for s in text.split(",") if s.strip())
@@ -134,6 +158,14 @@ def _add_train(sub) -> None:
     add("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
     add("--no-plots", dest="plots", action="store_const", const=False, help="skip the PNGs")
     add("--quiet", action="store_const", const=True, help="no progress bar")
+    add(
+        "--distributed",
+        nargs="?",
+        const="auto",
+        choices=("auto", "mpi", "nccl"),
+        help="data parallel over the processes of mpirun -n N (or RANK/WORLD_SIZE): "
+        "--batch-size is split between them; auto: NCCL on GPUs, MPI on the CPU",
+    )
     train.set_defaults(run=_train)
 
 
@@ -183,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--rtol", type=float, default=1e-3)
     check.add_argument("--atol", type=float, default=1e-4)
     check.set_defaults(run=_check)
+    _add_bench(sub)
     return parser
 
 
