@@ -161,6 +161,29 @@ def test_fused_step_matches_reference_step(cls, kw, dtype, kernels):
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cls, kw", ALL_CASES, ids=lambda v: getattr(v, "__name__", str(v)))
+def test_one_cuda_launch_step_matches_the_cpu_reference(cls, kw, dtype, kernels):
+    if not gg.cuda_is_available():
+        pytest.skip("no CUDA device")
+    kernels(False)
+    params = _params(dtype)
+    expected = _run(cls(params, **kw), params, 5, dtype=dtype)
+    kernels(True)
+    params = [p.to("cuda").detach() for p in _params(dtype)]
+    for p in params:
+        p.requires_grad = True
+    opt = cls(params, **kw)
+    for t in range(5):
+        for p, g in zip(params, _grads(t, dtype), strict=True):
+            p.grad = gg.tensor(g, device="cuda")
+        opt.step()
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for p, e in zip(params, expected, strict=True):
+        np.testing.assert_allclose(p.numpy(), e, rtol=tol, atol=tol)
+
+
 def test_step_writes_in_place_and_bumps_versions():
     params = _params(np.float32)
     aliases = [p.data for p in params]

@@ -80,6 +80,19 @@ class Adam(Optimizer):
             hp,
         )
 
+    def _launch_cuda(self, params, grads, states, hp):
+        from ..backends import cuda
+
+        none = [None] * len(params)
+        cuda.adam_step(
+            params,
+            grads,
+            states["exp_avg"],
+            states["exp_avg_sq"],
+            states.get("max_exp_avg_sq", none),
+            hp,
+        )
+
     def _reference_step(self, group, p, grad, state):
         xp = p._xp
         lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]

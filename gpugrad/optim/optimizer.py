@@ -9,7 +9,8 @@
   lives in flat buffers, one per kind of state, and ``state[p]`` holds views into them.
   Gradients are new arrays after every backward, so a list of them would be rebuilt every step
   anyway; they are copied into one flat buffer instead (one memcpy each).
-- CUDA: ``_step_cuda``, the hook for a single multi-tensor kernel launch.
+- CUDA, float32/float64, contiguous: ``_step_cuda``, one multi-tensor kernel launch per GPU
+  and dtype over all of them (``kernels/optim.cu``).
 - Everything else, and everything when ``gg.config.kernels`` is off: ``_reference_step``, the
   plain NumPy/CuPy rule, one parameter at a time. It is the specification the fast paths are
   tested against.
@@ -222,16 +223,45 @@ class Optimizer:
                 p._version[0] += 1
 
     def _step_cuda(self, items) -> None:
-        """Hook for the GPU: one multi-tensor kernel launch over every CUDA parameter.
+        """One multi-tensor kernel launch per (GPU, dtype) over its parameters (kernels/optim.cu).
 
-        The kernel would take device tables of parameter, gradient and state pointers plus
-        element counts and the ``hp`` rows of ``_step_cpu``, with one thread block per chunk of
-        a parameter. Until ``kernels/`` has it, each parameter runs the reference rule on CuPy.
+        The kernel takes device tables of parameter, gradient and state pointers with the same
+        per-parameter ``hp`` rows as ``_step_cpu``; state buffers are ordinary CuPy arrays in
+        ``state[p]``. Other dtypes and non-contiguous parameters take the reference rule.
         """
         self._buckets.clear()
+        launches: dict = {}
         for group, p in items:
-            self._reference_step(group, p, self._grad(p), self.state.setdefault(p, {}))
-            p._version[0] += 1
+            fast = p.dtype in (np.float32, np.float64) and p.data.flags.c_contiguous
+            if fast:
+                launches.setdefault((p.device, p.dtype), []).append((group, p))
+            else:
+                self._reference_step(group, p, self._grad(p), self.state.setdefault(p, {}))
+                p._version[0] += 1
+        for (device, _), group_items in launches.items():
+            xp = group_items[0][1]._xp
+            params, grads, rows = [], [], []
+            states: dict[str, list] = {name: [] for name in self._state_names()}
+            for group, p in group_items:
+                st = self.state.setdefault(p, {})
+                row = self._row(group, st)  # before creating buffers: SGD's "first" reads it
+                row[0] = 1.0
+                rows.append(row)
+                mine = self._state_names(group)
+                for name in states:
+                    if name in mine and name not in st:
+                        st[name] = xp.zeros_like(p.data)
+                    states[name].append(st.get(name) if name in mine else None)
+                params.append(p.data)
+                grads.append(xp.ascontiguousarray(self._grad(p)))
+            hp = np.array(rows, np.float64).reshape(len(params), len(self._columns))
+            with xp.cuda.Device(int(device.split(":")[1])):
+                self._launch_cuda(params, grads, states, hp)
+            for _, p in group_items:
+                p._version[0] += 1
+
+    def _launch_cuda(self, params, grads, states, hp) -> None:
+        raise NotImplementedError
 
     # Subclasses implement these four.
     def _state_names(self, group: dict | None = None) -> list[str]:

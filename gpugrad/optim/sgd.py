@@ -67,6 +67,12 @@ class SGD(Optimizer):
         bufs = bucket.buffers.get("momentum_buffer", bucket.grads[:0])
         cpu_optim.sgd_step(bucket.flat_params, bucket.grads, bufs, bucket.offsets, hp)
 
+    def _launch_cuda(self, params, grads, states, hp):
+        from ..backends import cuda
+
+        bufs = states.get("momentum_buffer", [None] * len(params))
+        cuda.sgd_step(params, grads, bufs, hp)
+
     def _reference_step(self, group, p, grad, state):
         g = -grad if group["maximize"] else grad
         if group["weight_decay"] != 0:
