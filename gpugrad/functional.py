@@ -55,18 +55,14 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     (2, 4)
     """
     x, weight = _t(x), _t(weight)
-    if weight.ndim != 2 or x.ndim < 1 or x.shape[-1] != weight.shape[1]:
-        raise ValueError(
-            f"linear: input {x.shape} and weight {weight.shape} do not fit: the weight must be "
-            f"(out_features, in_features) with in_features == input.shape[-1]"
-        )
-    out = x @ weight.T
-    if bias is not None:
-        bias = _t(bias)
-        if bias.shape != (weight.shape[0],):
-            raise ValueError(f"linear: bias {bias.shape} must be ({weight.shape[0]},)")
-        out = out + bias
-    return out
+    out = apply(ops.linear, (x, weight), {})  # one node: x @ weight.T
+    if bias is None:
+        return out
+    bias = _t(bias)
+    if bias.shape != (weight.shape[0],):
+        raise ValueError(f"linear: bias {bias.shape} must be ({weight.shape[0]},)")
+    # the bias add as the fused epilogue (one pass; backward gives d(out) and the column sum)
+    return apply(fused.bias_act, (out, bias), {"activation": "identity"})
 
 
 # ----------------------------------------------------------------------------- losses

@@ -131,6 +131,35 @@ def matmul_backward(xp, dout, x, y, needs):
     return dx, dy
 
 
+@op("linear", saves=("x", "w", "needs_grad"), cuda="linear")
+def linear(xp, x, w):
+    """x @ w.T for x (..., in) and a weight w (out, in): a layer's product as one node.
+
+    One node instead of transpose + matmul, and backward forms dw = dout^T x directly in w's
+    (out, in) layout, so the weight gradient is contiguous without a copy.
+    """
+    if w.ndim != 2 or x.ndim < 1 or x.shape[-1] != w.shape[1]:
+        raise ValueError(
+            f"linear: input {x.shape} and weight {w.shape} do not fit: the weight must be "
+            "(out_features, in_features) with in_features == input.shape[-1]"
+        )
+    if x.dtype != w.dtype:
+        raise TypeError(
+            f"linear: input {x.dtype} and weight {w.dtype} differ; convert one with .to(dtype)"
+        )
+    return xp.matmul(x, w.T)
+
+
+@linear.backward
+def linear_backward(xp, dout, x, w, needs):
+    dx = xp.matmul(dout, w) if needs[0] else None
+    dw = None
+    if needs[1]:
+        d2 = dout.reshape(-1, dout.shape[-1])
+        dw = xp.matmul(d2.T, x.reshape(-1, x.shape[-1]))
+    return dx, dw
+
+
 # ----------------------------------------------------------------------------- elementwise
 
 

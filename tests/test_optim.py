@@ -161,6 +161,21 @@ def test_fused_step_matches_reference_step(cls, kw, dtype, kernels):
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("cls, kw", ALL_CASES, ids=lambda v: getattr(v, "__name__", str(v)))
+def test_listed_gradients_path_matches_the_packed_path(cls, kw, kernels, monkeypatch):
+    from gpugrad.optim import optimizer
+
+    kernels(True)
+    results = []
+    for threshold in (10**9, 0):  # packed into the flat buffer, then handed over as a list
+        monkeypatch.setattr(optimizer, "_LIST_GRADS_ABOVE", threshold)
+        params = _params(np.float32)
+        opt = cls(params, **kw)
+        results.append(_run(opt, params, 4, dtype=np.float32))
+    for a, b in zip(*results, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("cls, kw", ALL_CASES, ids=lambda v: getattr(v, "__name__", str(v)))

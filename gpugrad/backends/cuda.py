@@ -479,6 +479,23 @@ def matmul(xp, x, y):
     return matmul_tiled(x, y)
 
 
+def linear(xp, x, w):
+    """ops.linear's CUDA path: x @ w.T through the tiled kernel when gg.config.matmul ==
+    "custom" and x is 2-D; cuBLAS (and the reference's shape and dtype errors) otherwise."""
+    from ..dispatch import config
+
+    usable = (
+        config.matmul == "custom"
+        and x.ndim == 2
+        and w.ndim == 2
+        and x.shape[1] == w.shape[1]
+        and _fast(x, w)
+    )
+    if not usable:
+        return _ops().linear.fwd(xp, x, w)
+    return matmul_tiled(x, w.T)
+
+
 def matmul_tiled(a, b, vectorized: bool | None = None):
     """C = A @ B with kernels/matmul.cu; ``vectorized`` None picks float4 loads when allowed."""
     cp = _cp()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from ..backends import cpu_optim
 from .optimizer import Optimizer
 
@@ -68,11 +70,12 @@ class Adam(Optimizer):
             float(state["step"]),
         ]
 
-    def _launch_cpu(self, bucket, hp):
+    def _launch_cpu(self, bucket, grads, hp):
         b = bucket.buffers
-        cpu_optim.adam_step(
+        step = cpu_optim.adam_step if isinstance(grads, np.ndarray) else cpu_optim.adam_step_list
+        step(
             bucket.flat_params,
-            bucket.grads,
+            grads,
             b["exp_avg"],
             b["exp_avg_sq"],
             b.get("max_exp_avg_sq", bucket.grads[:0]),

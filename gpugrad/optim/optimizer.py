@@ -31,6 +31,8 @@ from ..backends import move
 from ..dispatch import config
 from ..tensor import Tensor
 
+_LIST_GRADS_ABOVE = 8192  # mean elements per parameter above which gradients are not packed
+
 
 class _Bucket:
     """The fused path's view of all CPU parameters of one dtype: flat views, flat buffers."""
@@ -198,12 +200,23 @@ class Optimizer:
         rows = []
         group_names = {}
         state = self.state
+        # Large parameters: hand the kernel a list of the gradients as they are (building the
+        # typed list costs ~6 us a parameter); small ones: pack them into the flat buffer (a
+        # memcpy costs less than that below ~8k elements).
+        listed = bounds[-1] >= _LIST_GRADS_ABOVE * len(params)
+        grads = [] if listed else bucket.grads
         for k, (group, p) in enumerate(items):
             grad = p._grad
             if grad is None:
                 rows.append(idle)
+                if listed:
+                    grads.append(bucket.grads[:0])
                 continue
-            bucket.grads[bounds[k] : bounds[k + 1]] = grad.data.reshape(-1)
+            if listed:
+                g = grad.data if grad.data.dtype == dtype else grad.data.astype(dtype)
+                grads.append(np.ascontiguousarray(g).reshape(-1))
+            else:
+                grads[bounds[k] : bounds[k + 1]] = grad.data.reshape(-1)
             st = state.get(p)
             if st is None:
                 st = state[p] = {}
@@ -217,7 +230,7 @@ class Optimizer:
                 if name not in st:
                     st[name] = bucket.view(bucket.buffers[name], k)
         hp = np.array(rows, np.float64).reshape(len(params), len(self._columns))
-        self._launch_cpu(bucket, hp)
+        self._launch_cpu(bucket, List(grads) if listed else grads, hp)
         for k, p in enumerate(params):
             if rows[k] is not idle:
                 p._version[0] += 1
@@ -273,7 +286,8 @@ class Optimizer:
         per-parameter counters in ``state`` (Adam's step)."""
         raise NotImplementedError
 
-    def _launch_cpu(self, bucket: _Bucket, hp: np.ndarray) -> None:
+    def _launch_cpu(self, bucket: _Bucket, grads, hp: np.ndarray) -> None:
+        """Run the CPU kernel; ``grads`` is the flat buffer or a typed list of flat arrays."""
         raise NotImplementedError
 
     def _reference_step(self, group: dict, p: Tensor, grad, state: dict) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..backends import cpu_optim
 from .optimizer import Optimizer
 
@@ -63,9 +65,10 @@ class SGD(Optimizer):
             float("momentum_buffer" not in state),
         ]
 
-    def _launch_cpu(self, bucket, hp):
+    def _launch_cpu(self, bucket, grads, hp):
         bufs = bucket.buffers.get("momentum_buffer", bucket.grads[:0])
-        cpu_optim.sgd_step(bucket.flat_params, bucket.grads, bufs, bucket.offsets, hp)
+        step = cpu_optim.sgd_step if isinstance(grads, np.ndarray) else cpu_optim.sgd_step_list
+        step(bucket.flat_params, grads, bufs, bucket.offsets, hp)
 
     def _launch_cuda(self, params, grads, states, hp):
         from ..backends import cuda
