@@ -59,7 +59,17 @@ OPS: dict[str, Op] = {}  # every op in the table, by name
 
 
 class Op:
-    def __init__(self, name, fwd, saves=(), cpu=None, cuda=None, differentiable=None, view=False):
+    def __init__(
+        self,
+        name,
+        fwd,
+        saves=(),
+        cpu=None,
+        cuda=None,
+        differentiable=None,
+        view=False,
+        needed_by=None,
+    ):
         if name in OPS:
             raise ValueError(f"op {name!r} is defined twice")
         OPS[name] = self
@@ -91,7 +101,12 @@ class Op:
             elif s == "needs_grad":
                 self._getters.append(("needs", None))
             elif s in inputs:
-                self._getters.append(("input", inputs.index(s)))
+                # (index, the input whose gradient alone needs it): saved only when that one
+                # needs a gradient, so a constant operand's partner is neither kept nor
+                # version-checked (x * 5 keeps nothing of x)
+                user = (needed_by or {}).get(s)
+                user = None if user is None else inputs.index(user)
+                self._getters.append(("input", (inputs.index(s), user)))
             elif s.endswith("_shape") and s[:-6] in inputs:
                 self._getters.append(("shape", inputs.index(s[:-6])))
             elif s in attrs:
@@ -151,11 +166,23 @@ def _backend(kind: str):
     return cuda
 
 
-def op(name, saves=(), cpu=None, cuda=None, differentiable=None, view=False):
-    """Declare an op from its forward function; attach the backward with ``@<op>.backward``."""
+def op(name, saves=(), cpu=None, cuda=None, differentiable=None, view=False, needed_by=None):
+    """Declare an op from its forward function; attach the backward with ``@<op>.backward``.
+
+    ``needed_by={"x": "y"}`` says the saved input x serves only the gradient of input y.
+    """
 
     def wrap(fwd):
-        return Op(name, fwd, saves, cpu=cpu, cuda=cuda, differentiable=differentiable, view=view)
+        return Op(
+            name,
+            fwd,
+            saves,
+            cpu=cpu,
+            cuda=cuda,
+            differentiable=differentiable,
+            view=view,
+            needed_by=needed_by,
+        )
 
     return wrap
 
@@ -198,6 +225,8 @@ def apply(op: Op, inputs, attrs):
                 "move them with .to(device) first"
             )
         requires = requires or t._requires_grad
+        if t._view_version is not None and t._version[0] != t._view_version and t._node is not None:
+            _stale_view(op, t)
     requires = requires and autograd._GradMode.enabled
     arrays = [t.data for t in inputs]
     try:
@@ -227,6 +256,7 @@ def apply(op: Op, inputs, attrs):
     result = _Tensor._wrap(out, out_device, requires)
     if op.view:
         result._version = first._version  # an in-place change to either shows in both
+        result._view_version = first._version[0]
     if requires:
         result._node = _record(op, inputs, arrays, attrs, out, extras, result, xp)
         if _anomaly.enabled:
@@ -234,6 +264,16 @@ def apply(op: Op, inputs, attrs):
 
             on_forward(result._node, out)
     return result
+
+
+def _stale_view(op, t):
+    """A view whose base changed in place since the view was made: its memory holds the new
+    values but its graph still describes the old ones, so any gradient through it is wrong."""
+    raise RuntimeError(
+        f"{op.name}: input {t.shape} is a view (made by '{t._node.op.name}') of a tensor that "
+        "was changed in place after the view was taken, so its gradient would be wrong; take "
+        "the view again after the in-place change, or change a copy instead"
+    )
 
 
 def _named(op, arrays, error):
@@ -266,6 +306,10 @@ def _record(op, inputs, arrays, attrs, out, extras, result, xp):
             saved.append(out)
             versions.append((result._version, result._version[0], "out"))
         elif kind == "input":
+            key, user = key
+            if user is not None and parents[user] is None:
+                saved.append(None)
+                continue
             t = inputs[key]
             saved.append(t.data)
             versions.append((t._version, t._version[0], key))

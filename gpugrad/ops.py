@@ -37,7 +37,7 @@ def sub_backward(xp, dout):
     return dout, -dout
 
 
-@op("mul", saves=("x", "y", "needs_grad"))
+@op("mul", saves=("x", "y", "needs_grad"), needed_by={"x": "y", "y": "x"})
 def mul(xp, x, y):
     return x * y
 
@@ -87,7 +87,12 @@ def pow_backward(xp, dout, x, y, out, needs):
     return dx, dy
 
 
-@op("matmul", saves=("x", "y", "needs_grad"), cuda="matmul")
+@op(
+    "matmul",
+    saves=("x", "y", "x_shape", "y_shape", "needs_grad"),
+    cuda="matmul",
+    needed_by={"x": "y", "y": "x"},
+)
 def matmul(xp, x, y):
     """numpy.matmul semantics: 1-D vectors, 2-D matrices, broadcast batches of N-D stacks."""
     if x.ndim == 0 or y.ndim == 0:
@@ -105,33 +110,41 @@ def matmul(xp, x, y):
 
 
 @matmul.backward
-def matmul_backward(xp, dout, x, y, needs):
+def matmul_backward(xp, dout, x, y, x_shape, y_shape, needs):
     # Lift 1-D operands to matrices as numpy.matmul does, then drop the lifted axes again.
-    x2 = x[None, :] if x.ndim == 1 else x
-    y2 = y[:, None] if y.ndim == 1 else y
+    # x is None when only x's gradient is wanted (it is not needed then), and y likewise.
+    x_1d, y_1d = len(x_shape) == 1, len(y_shape) == 1
+    x2 = x[None, :] if x is not None and x_1d else x
+    y2 = y[:, None] if y is not None and y_1d else y
     d2 = dout
-    if y.ndim == 1:
+    if y_1d:
         d2 = xp.expand_dims(d2, -1)
-    if x.ndim == 1:
+    if x_1d:
         d2 = xp.expand_dims(d2, -2)
     dx = dy = None
     if needs[0]:
         dx = xp.matmul(d2, xp.swapaxes(y2, -1, -2))
-        if x.ndim == 1:
+        if x_1d:
             dx = dx[..., 0, :]
     if needs[1]:
-        if y.ndim == 2 and d2.ndim == 2 and y.flags.f_contiguous and not y.flags.c_contiguous:
+        if len(y_shape) == 2 and d2.ndim == 2 and _transposed(y):
             # y is a transposed weight (x @ W.T in a Linear): compute dy in the same layout,
             # so the weight's gradient comes back C-contiguous and needs no copy.
             dy = xp.matmul(d2.T, x2).T
         else:
             dy = xp.matmul(xp.swapaxes(x2, -1, -2), d2)
-        if y.ndim == 1:
+        if y_1d:
             dy = dy[..., 0]
     return dx, dy
 
 
-@op("linear", saves=("x", "w", "needs_grad"), cuda="linear")
+def _transposed(y):
+    """True for an F-ordered 2-D array that is not also C-ordered (a transposed weight); False
+    when y was not saved (only its partner's gradient was wanted)."""
+    return y is not None and y.flags.f_contiguous and not y.flags.c_contiguous
+
+
+@op("linear", saves=("x", "w", "needs_grad"), cuda="linear", needed_by={"x": "w", "w": "x"})
 def linear(xp, x, w):
     """x @ w.T for x (..., in) and a weight w (out, in): a layer's product as one node.
 

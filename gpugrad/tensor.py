@@ -47,7 +47,16 @@ def _to_array(data, dtype, device):
 class Tensor:
     """An n-dimensional array that records the ops applied to it for reverse-mode autodiff."""
 
-    __slots__ = ("data", "device", "_requires_grad", "_grad", "_node", "_version", "__weakref__")
+    __slots__ = (
+        "data",
+        "device",
+        "_requires_grad",
+        "_grad",
+        "_node",
+        "_version",
+        "_view_version",  # a view's version when its graph last matched its memory, else None
+        "__weakref__",
+    )
     __array_ufunc__ = None  # NumPy defers `ndarray <op> Tensor` to our reflected operators
 
     def __init__(self, data, dtype=None, device=None, requires_grad=False):
@@ -57,6 +66,7 @@ class Tensor:
         self._grad = None
         self._node = None
         self._version = [0]
+        self._view_version = None
         self._requires_grad = False
         self.requires_grad = requires_grad
 
@@ -70,6 +80,7 @@ class Tensor:
         t._grad = None
         t._node = None
         t._version = [0]
+        t._view_version = None
         return t
 
     # ------------------------------------------------------------------ attributes
@@ -312,6 +323,8 @@ class Tensor:
         if result._node is not None:
             self._node = result._node
             self._requires_grad = True
+        if self._view_version is not None:  # this view's graph now describes its memory again
+            self._view_version = self._version[0]
         return self
 
     def _inplace(self, fn, *args, **attrs) -> Tensor:

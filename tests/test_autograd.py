@@ -261,3 +261,29 @@ def test_detect_anomaly_catches_a_nan_gradient():
         y = x.sqrt() * 0.0  # forward is finite; d sqrt at 0 is inf, times 0 -> nan
         with pytest.raises(FloatingPointError, match="backward of 'sqrt'"):
             y.sum().backward()
+
+
+@pytest.mark.parametrize(
+    "xs, ys", [((3,), (3,)), ((2, 3), (3,)), ((3,), (3, 4)), ((2, 3), (3, 4)), ((5, 2, 3), (3, 4))]
+)
+@pytest.mark.parametrize("which", [0, 1])
+def test_matmul_with_one_constant_side_keeps_only_what_its_gradient_needs(xs, ys, which):
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal(xs), rng.standard_normal(ys)
+    x = gg.tensor(a, requires_grad=which == 0)
+    y = gg.tensor(b, requires_grad=which == 1)
+    out = x @ y
+    assert out._node.saved[which] is None  # dx needs only y and dy only x
+    out.sum().backward()
+    both = [gg.tensor(a, requires_grad=True), gg.tensor(b, requires_grad=True)]
+    (both[0] @ both[1]).sum().backward()
+    got = (x if which == 0 else y).grad.numpy()
+    np.testing.assert_allclose(got, both[which].grad.numpy(), rtol=1e-12)
+
+
+def test_a_view_read_by_an_op_with_a_constant_can_be_written_back():
+    x = gg.tensor([1.0, 2.0], requires_grad=True)
+    y = x * 1
+    y[0] = y[0] * 5  # mul keeps nothing of y[0]: the write through y is safe
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [5.0, 1.0])
