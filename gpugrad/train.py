@@ -97,7 +97,8 @@ def resolve_device(request: str) -> tuple[str, str]:
     if request == "auto":
         if cuda_is_available():
             return parse_device("cuda"), "auto"
-        return "cpu", f"auto: CUDA unavailable, {_probe_cuda()}; using the CPU"
+        reason = _probe_cuda().split(" (")[0]  # the gist; `gpugrad info` prints the whole reason
+        return "cpu", f"auto: CUDA unavailable, {reason}; using the CPU"
     if request.startswith("cuda") and not cuda_is_available():
         raise DeviceUnavailable(f"--device {request}: CUDA is unavailable: {_probe_cuda()}")
     return parse_device(request), ""
