@@ -100,3 +100,13 @@ def assert_close(actual, expected, rtol, atol, what=""):
             f"{what}: {int((~ok).sum())}/{ok.size} mismatched ({a.dtype}, shape {a.shape}); "
             f"max abs err {np.nanmax(err):.3g}; first: {rows}"
         )
+
+
+@pytest.fixture
+def kernels():
+    """Yields a setter for gg.config.kernels; the autouse fixture above restores it."""
+
+    def set_kernels(value):
+        gg.config.kernels = value
+
+    return set_kernels

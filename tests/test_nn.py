@@ -17,18 +17,6 @@ ACTIVATIONS = fused.BIAS_ACTIVATIONS
 TOL = {np.float32: dict(rtol=1e-5, atol=1e-5), np.float64: dict(rtol=1e-12, atol=1e-12)}
 
 
-@pytest.fixture
-def kernels():
-    """Yields a setter for gg.config.kernels and restores the original value afterwards."""
-    before = gg.config.kernels
-
-    def set_kernels(value):
-        gg.config.kernels = value
-
-    yield set_kernels
-    gg.config.kernels = before
-
-
 class Block(nn.Module):
     def __init__(self):
         super().__init__()

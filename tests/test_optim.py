@@ -31,17 +31,6 @@ ADAM_CASES = [
 SHAPES = [(4, 3), (3,), (2, 2, 2)]
 
 
-@pytest.fixture
-def kernels():
-    before = gg.config.kernels
-
-    def set_kernels(value):
-        gg.config.kernels = value
-
-    yield set_kernels
-    gg.config.kernels = before
-
-
 def _params(dtype=np.float64, seed=0):
     rng = np.random.default_rng(seed)
     return [gg.tensor(rng.standard_normal(s).astype(dtype), requires_grad=True) for s in SHAPES]
