@@ -29,7 +29,16 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-FAMILIES = ("activations", "bias_act", "softmax_xent", "losses", "matmul", "optim", "training")
+FAMILIES = (
+    "activations",
+    "bias_act",
+    "softmax_xent",
+    "losses",
+    "matmul",
+    "optim",
+    "training",
+    "steps",
+)
 ROTATE = 3  # input sets per case
 
 
@@ -283,6 +292,108 @@ def op_overhead_row(cp, chain=1000):
     return {"name": f"python overhead per recorded op ({chain}-op chain, fwd+bwd)", "us": us}
 
 
+def step_rows(reps, quick):
+    """Issue-6 configs on the GPU: one SGD training step of gpugrad eager, gpugrad replayed as a
+    CUDA graph (gg.cuda.graph), PyTorch eager and torch.compile(mode="reduce-overhead"), all
+    from the same weights and batch; each row says its ratio to PyTorch eager."""
+    import cupy as cp
+
+    rows = []
+    for name in ("tiny", "deep") if quick else ("tiny", "mnist", "wide", "deep"):
+        rows += _config_step_rows(cp, name, reps)
+        cp.get_default_memory_pool().free_all_blocks()
+    return rows
+
+
+def _torch_step(cfg, layers, torch):
+    """A PyTorch MLP with gpugrad's initial weights and its SGD step function."""
+    mods = []
+    for i, (w, b) in enumerate(layers):
+        lin = torch.nn.Linear(w.shape[1], w.shape[0]).cuda()
+        with torch.no_grad():
+            lin.weight.copy_(torch.as_tensor(w))
+            lin.bias.copy_(torch.as_tensor(b))
+        mods.append(lin)
+        if i < len(layers) - 1:
+            mods.append(torch.nn.ReLU() if cfg.activation == "relu" else torch.nn.Tanh())
+    model = torch.nn.Sequential(*mods)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
+
+    def step(xb, yb):
+        opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(model(xb), yb)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return step
+
+
+def _config_step_rows(cp, name, reps):
+    import gpugrad as gg
+    import gpugrad.functional as F
+    from gpugrad.benchmark import CONFIGS, make_problem
+
+    cfg = CONFIGS[name]
+    x_np, y_np, layers = make_problem(cfg)
+    x, y = gg.tensor(x_np, device="cuda"), gg.tensor(y_np, device="cuda")
+    rows, results = [], {}
+
+    def gg_step_fn():
+        model = gg.nn.MLP(cfg.sizes, activation=cfg.activation)
+        linears = [m for m in model if isinstance(m, gg.nn.Linear)]
+        for lin, (w, b) in zip(linears, layers, strict=True):
+            lin.weight.data[...] = w
+            lin.bias.data[...] = b
+        model.to("cuda")
+        opt = gg.optim.SGD(model.parameters(), lr=cfg.lr)
+
+        def step(xb, yb):
+            loss = F.cross_entropy(model(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            return loss
+
+        return step
+
+    def timed(label, make_run):
+        try:  # one failing peer must not hide the others
+            results[label] = time_ms(cp, make_run(), reps)
+        except ImportError:
+            rows.append({"name": f"{name} {label}", "error": "PyTorch is not installed"})
+        except Exception as e:
+            rows.append({"name": f"{name} {label}", "error": f"{type(e).__name__}: {e}"})
+
+    def eager():
+        step = gg_step_fn()
+        return lambda i: step(x, y)
+
+    def graphed():
+        captured = gg.cuda.graph(gg_step_fn(), x, y)
+        return lambda i: captured(x, y)
+
+    def torch_run(compiled):
+        import torch
+
+        step = _torch_step(cfg, layers, torch)
+        if compiled:
+            step = torch.compile(step, mode="reduce-overhead")
+        tx, ty = torch.as_tensor(x_np).cuda(), torch.as_tensor(y_np).cuda()
+        return lambda i: step(tx, ty)
+
+    timed("gpugrad eager", eager)
+    timed("gpugrad graphed", graphed)
+    timed("torch eager", lambda: torch_run(False))
+    if name in ("tiny", "deep"):  # the configs with a target against torch.compile
+        timed("torch.compile reduce-overhead", lambda: torch_run(True))
+    base = results.get("torch eager")
+    for label, ms in results.items():
+        ratio = f" ({ms / base:.2f} x torch eager)" if base else ""
+        rows.append({"family": "steps", "name": f"{name} {label}{ratio}", "ms": ms})
+    return rows
+
+
 def training_rows(reps, quick):
     """One MLP training step (forward, backward, Adam) in gpugrad and in PyTorch, same card."""
     import cupy as cp
@@ -359,6 +470,8 @@ def run(args):
             peers += training_rows(args.reps, args.quick)
         except Exception as e:
             peers.append({"name": "training step", "error": f"{type(e).__name__}: {e}"})
+    if args.family == "steps":  # its own run in gpu_check.sh: torch.compile takes a while
+        peers += step_rows(args.reps, args.quick)
     return {**info, **ceil, "rows": rows, "peers": peers}
 
 

@@ -8,8 +8,8 @@
 #   bench/gpu_check.sh --quick         # smaller benchmark sizes, fewer repetitions
 #   bench/gpu_check.sh --dry-run       # no GPU: argument parsing and result files only
 #
-# Writes at most 4 files named <date>_<card>_*: a log, the benchmark JSON and markdown table, and
-# a summary markdown with one line per step. Exit status: 0 when every step passed.
+# Writes at most 6 files named <date>_<card>_*: a log, a summary, and the JSON and markdown of
+# the kernel benchmarks and of the training-step benchmarks. Exit 0 when every step passed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
@@ -129,6 +129,9 @@ if [ "$DRY" = 1 ]; then
   echo "- benchmarks: dry run, case list only ($(basename "$STEM")_bench.json)" >> "$SUMMARY"
 else
   step "benchmarks (bench/gpu_bench.py)" 150 "$PY" bench/gpu_bench.py "${BENCH_ARGS[@]}"
+  # training steps: gpugrad eager and graphed against torch eager and torch.compile
+  step "training steps (gpu_bench.py --family steps)" 120 "$PY" bench/gpu_bench.py \
+    --family steps --out "$OUTDIR" --stem "$(basename "$STEM")_steps" --reps 20
 fi
 
 # NCCL with world size 1: the communicator, all-reduce, broadcast and a weighted gradient

@@ -68,6 +68,13 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 # ----------------------------------------------------------------------------- losses
 
 
+def _capturing() -> bool:
+    """True while gg.cuda.graph captures a step: checks that read GPU values must wait."""
+    from .cuda_graph import is_capturing
+
+    return is_capturing()
+
+
 def _check_reduction(name, reduction):
     if reduction not in _REDUCTIONS:
         raise ValueError(f"{name}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
@@ -111,7 +118,7 @@ def _class_targets(name, scores, target, ignore_index=None):
     bad = (t < 0) | (t >= scores.shape[1])
     if ignore_index is not None:
         bad &= t != ignore_index
-    if bool(bad.any()):
+    if not _capturing() and bool(bad.any()):  # the check reads the GPU: not in a CUDA graph
         first = int(t[bad][0])
         raise IndexError(
             f"{name}: target {first} is out of range for {scores.shape[1]} classes "
@@ -152,7 +159,7 @@ def binary_cross_entropy(input: Tensor, target: Tensor, reduction: str = "mean")
     """BCE on probabilities y in [0, 1]: -(t log y + (1 - t) log(1 - y)), logs clamped at -100."""
     _check_reduction("binary_cross_entropy", reduction)
     y, t = _same_shape_pair("binary_cross_entropy", input, target)
-    if bool(((y.data < 0) | (y.data > 1)).any()):
+    if not _capturing() and bool(((y.data < 0) | (y.data > 1)).any()):
         raise ValueError(
             "binary_cross_entropy: input values must lie in [0, 1] (probabilities); "
             "for logits use binary_cross_entropy_with_logits"
