@@ -51,13 +51,21 @@ def _cases(family, quick):
     if family in ("activations", "all"):
         for name in ("relu", "leaky_relu", "sigmoid", "tanh"):
             out.append(("activations", f"{name}_fwd", 8 * n, 0, _act_case(name, n)))
-        out.append(("activations", "relu_bwd", 12 * n, 0, _act_bwd_case(n)))
+        for name in ("relu", "leaky_relu", "sigmoid", "tanh"):
+            out.append(("activations", f"{name}_bwd", 12 * n, 0, _act_bwd_case(name, n)))
     if family in ("bias_act", "all"):
         out.append(("bias_act", "bias_act_fwd relu", 8 * rows * cols, 0, _bias_case(rows, cols)))
+        out.append(
+            ("bias_act", "bias_act_bwd relu", 12 * rows * cols, 0, _bias_bwd_case(rows, cols))
+        )
     if family in ("softmax_xent", "all"):
         for nr, c in ((rows * 4, 1000), (64 if quick else 512, 50000)):
             out.append(("softmax_xent", f"xent_fwd {nr}x{c}", 8 * nr * c, 0, _xent_case(nr, c)))
-            out.append(("softmax_xent", f"softmax_fwd {nr}x{c}", 8 * nr * c, 0, _sm_case(nr, c)))
+            for sm in ("softmax", "log_softmax"):
+                out.append(("softmax_xent", f"{sm}_fwd {nr}x{c}", 8 * nr * c, 0,
+                            _sm_case(nr, c, sm)))  # fmt: skip
+                out.append(("softmax_xent", f"{sm}_bwd {nr}x{c}", 12 * nr * c, 0,
+                            _sm_bwd_case(nr, c, sm)))  # fmt: skip
     if family in ("losses", "all"):
         for name in ("binary_cross_entropy_with_logits", "mse_loss"):
             out.append(("losses", name, 12 * n, 0, _loss_case(name, n)))
@@ -66,6 +74,7 @@ def _cases(family, quick):
         out.append(("matmul", f"tiled {gemm}^3", 0, 2 * gemm**3, _gemm_case(gemm, "tiled")))
     if family in ("optim", "all"):
         out.append(("optim", f"adam_step {n // 4} params", 28 * n, 0, _adam_case(n)))
+        out.append(("optim", f"sgd_step {n // 4} params", 16 * n, 0, _sgd_case(n)))
     return out
 
 
@@ -97,14 +106,42 @@ def _act_case(name, n):
     return setup
 
 
-def _act_bwd_case(n):
+def _act_bwd_case(name, n):
+    """An activation's backward kernel against the op table's reference backward."""
+
     def setup(cp, rng):
+        from gpugrad import ops
         from gpugrad.backends import cuda
 
+        op = getattr(ops, name)
+
+        def saved(x):  # what the op saves: x and the slope for leaky_relu, else the output
+            return (x, 0.1) if name == "leaky_relu" else (op.fwd(cp, x),)
+
         d = [_rand(cp, rng, n) for _ in range(ROTATE)]
-        o = [cp.maximum(_rand(cp, rng, n), 0) for _ in range(ROTATE)]
-        _check(cuda.relu_backward(cp, d[0], o[0])[0], d[0] * (o[0] > 0), "relu_bwd")
-        return lambda i: cuda.relu_backward(cp, d[i % ROTATE], o[i % ROTATE])
+        args = [saved(_rand(cp, rng, n)) for _ in range(ROTATE)]
+        fn = getattr(cuda, f"{name}_backward")
+        wide = [a.astype(cp.float64) if hasattr(a, "astype") else a for a in args[0]]
+        ref = op.bwd(cp, d[0].astype(cp.float64), *wide)[0]
+        _check(fn(cp, d[0], *args[0])[0], ref, f"{name}_bwd")
+        return lambda i: fn(cp, d[i % ROTATE], *args[i % ROTATE])
+
+    return setup
+
+
+def _bias_bwd_case(rows, cols):
+    def setup(cp, rng):
+        from gpugrad import fused
+        from gpugrad.backends import cuda
+
+        d = [_rand(cp, rng, (rows, cols)) for _ in range(ROTATE)]
+        out = cp.maximum(_rand(cp, rng, (rows, cols)), 0)
+        needs = (True, True)
+        got = cuda.bias_act_backward(cp, d[0], out, "relu", 0.01, needs)
+        ref = fused.bias_act_backward(cp, d[0].astype(cp.float64), out, "relu", 0.01, needs)
+        _check(got[0], ref[0], "bias_act_bwd dz")
+        _check(got[1], ref[1], "bias_act_bwd db", rtol=1e-3, atol=1e-3)  # column sums
+        return lambda i: cuda.bias_act_backward(cp, d[i % ROTATE], out, "relu", 0.01, needs)
 
     return setup
 
@@ -137,14 +174,30 @@ def _xent_case(nr, c):
     return setup
 
 
-def _sm_case(nr, c):
+def _sm_case(nr, c, name="softmax"):
     def setup(cp, rng):
         from gpugrad import ops
         from gpugrad.backends import cuda
 
+        fn, op = getattr(cuda, name), getattr(ops, name)
         x = [_rand(cp, rng, (nr, c)) for _ in range(ROTATE)]
-        _check(cuda.softmax(cp, x[0]), ops.softmax.fwd(cp, x[0].astype(cp.float64)), "softmax")
-        return lambda i: cuda.softmax(cp, x[i % ROTATE])
+        _check(fn(cp, x[0]), op.fwd(cp, x[0].astype(cp.float64)), name)
+        return lambda i: fn(cp, x[i % ROTATE])
+
+    return setup
+
+
+def _sm_bwd_case(nr, c, name="softmax"):
+    def setup(cp, rng):
+        from gpugrad import ops
+        from gpugrad.backends import cuda
+
+        fn, op = getattr(cuda, f"{name}_backward"), getattr(ops, name)
+        out = op.fwd(cp, _rand(cp, rng, (nr, c)))
+        d = [_rand(cp, rng, (nr, c)) for _ in range(ROTATE)]
+        ref = op.bwd(cp, d[0].astype(cp.float64), out.astype(cp.float64), -1)[0]
+        _check(fn(cp, d[0], out, -1)[0], ref, f"{name}_bwd")
+        return lambda i: fn(cp, d[i % ROTATE], out, -1)
 
     return setup
 
@@ -191,6 +244,23 @@ def _adam_case(n):
         for k in range(len(sizes)):
             _check(groups[0][k], ref[0][k], "adam_step")
         return lambda i: cuda.adam_step(*groups, [None] * len(sizes), hp)
+
+    return setup
+
+
+def _sgd_case(n):
+    def setup(cp, rng):
+        from gpugrad.backends import cuda
+
+        sizes = [n // 16] * 4
+        groups = [[_rand(cp, rng, s, scale=0.1) for s in sizes] for _ in range(3)]
+        hp = np.tile([1, 1e-2, 0.9, 0.0, 0.0, 0, 0, 0], (len(sizes), 1))  # momentum, not first
+        ref = [[a.get() for a in g] for g in groups]
+        cuda.sgd_reference(np, *ref, hp)
+        cuda.sgd_step(*groups, hp)
+        for k in range(len(sizes)):
+            _check(groups[0][k], ref[0][k], "sgd_step")
+        return lambda i: cuda.sgd_step(*groups, hp)
 
     return setup
 
