@@ -16,7 +16,9 @@ What a replay repeats is the GPU work alone, exactly as captured: Python-side ef
 capture time only. Parameters updated in place on the GPU (as every gpugrad optimizer does)
 change on every replay. Anything that waits for the GPU inside the step (``.item()``,
 ``.numpy()``, printing a tensor, a Python ``if`` on a GPU value) cannot be captured and is
-refused with a RuntimeError naming the cause.
+refused with a RuntimeError naming the cause. The optimizers upload their hyperparameter rows
+only when they change, so an SGD step captures; Adam's rows carry the step count for its bias
+corrections, which changes every step, so an Adam step does not.
 """
 
 from __future__ import annotations
