@@ -375,57 +375,13 @@ def step_rows(reps, quick):
     return rows
 
 
-def _torch_step(cfg, layers, torch):
-    """A PyTorch MLP with gpugrad's initial weights and its SGD step function."""
-    mods = []
-    for i, (w, b) in enumerate(layers):
-        lin = torch.nn.Linear(w.shape[1], w.shape[0]).cuda()
-        with torch.no_grad():
-            lin.weight.copy_(torch.as_tensor(w))
-            lin.bias.copy_(torch.as_tensor(b))
-        mods.append(lin)
-        if i < len(layers) - 1:
-            mods.append(torch.nn.ReLU() if cfg.activation == "relu" else torch.nn.Tanh())
-    model = torch.nn.Sequential(*mods)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
-
-    def step(xb, yb):
-        opt.zero_grad(set_to_none=True)
-        loss = torch.nn.functional.cross_entropy(model(xb), yb)
-        loss.backward()
-        opt.step()
-        return loss
-
-    return step
-
-
 def _config_step_rows(cp, name, reps):
     import gpugrad as gg
-    import gpugrad.functional as F
-    from gpugrad.benchmark import CONFIGS, make_problem
+    from gpugrad.benchmark import CONFIGS, GpugradPeer, TorchPeer, make_problem
 
     cfg = CONFIGS[name]
-    x_np, y_np, layers = make_problem(cfg)
-    x, y = gg.tensor(x_np, device="cuda"), gg.tensor(y_np, device="cuda")
+    problem = make_problem(cfg)
     rows, results = [], {}
-
-    def gg_step_fn():
-        model = gg.nn.MLP(cfg.sizes, activation=cfg.activation)
-        linears = [m for m in model if isinstance(m, gg.nn.Linear)]
-        for lin, (w, b) in zip(linears, layers, strict=True):
-            lin.weight.data[...] = w
-            lin.bias.data[...] = b
-        model.to("cuda")
-        opt = gg.optim.SGD(model.parameters(), lr=cfg.lr)
-
-        def step(xb, yb):
-            loss = F.cross_entropy(model(xb), yb)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            return loss
-
-        return step
 
     def timed(label, make_run):
         try:  # one failing peer must not hide the others
@@ -436,21 +392,20 @@ def _config_step_rows(cp, name, reps):
             rows.append({"name": f"{name} {label}", "error": f"{type(e).__name__}: {e}"})
 
     def eager():
-        step = gg_step_fn()
-        return lambda i: step(x, y)
+        peer = GpugradPeer(cfg, *problem, device="cuda")
+        return lambda i: peer.step()
 
     def graphed():
-        captured = gg.cuda.graph(gg_step_fn(), x, y)
-        return lambda i: captured(x, y)
+        peer = GpugradPeer(cfg, *problem, device="cuda")
+        captured = gg.cuda.graph(peer.step_on, peer.x, peer.y)
+        return lambda i: captured(peer.x, peer.y)
 
     def torch_run(compiled):
         import torch
 
-        step = _torch_step(cfg, layers, torch)
-        if compiled:
-            step = torch.compile(step, mode="reduce-overhead")
-        tx, ty = torch.as_tensor(x_np).cuda(), torch.as_tensor(y_np).cuda()
-        return lambda i: step(tx, ty)
+        peer = TorchPeer(cfg, *problem, device="cuda")
+        step = torch.compile(peer.step_on, mode="reduce-overhead") if compiled else peer.step_on
+        return lambda i: step(peer.x, peer.y)
 
     timed("gpugrad eager", eager)
     timed("gpugrad graphed", graphed)

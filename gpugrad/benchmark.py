@@ -97,7 +97,7 @@ class GpugradPeer:
 
     name = "gpugrad"
 
-    def __init__(self, cfg, x, y, layers):
+    def __init__(self, cfg, x, y, layers, device="cpu"):
         import gpugrad as gg
         import gpugrad.functional as F
         from gpugrad import nn, optim
@@ -107,17 +107,22 @@ class GpugradPeer:
         for lin, (w, b) in zip(linears, layers, strict=True):
             lin.weight.data[...] = w
             lin.bias.data[...] = b
+        self.model.to(device)
         self.opt = optim.SGD(self.model.parameters(), lr=cfg.lr)
-        self.x, self.y = gg.tensor(x), gg.tensor(y)
+        self.x, self.y = gg.tensor(x, device=device), gg.tensor(y, device=device)
         self.cross_entropy = F.cross_entropy
         self.last_loss = None
 
-    def step(self):
-        loss = self.cross_entropy(self.model(self.x), self.y)
+    def step_on(self, x, y):
+        """One training step on a batch; returns the loss (the function a CUDA graph captures)."""
+        loss = self.cross_entropy(self.model(x), y)
         self.opt.zero_grad()
         loss.backward()
         self.opt.step()
-        self.last_loss = loss
+        return loss
+
+    def step(self):
+        self.last_loss = self.step_on(self.x, self.y)
 
     def loss(self) -> float:
         return float(self.last_loss.item())
@@ -209,7 +214,7 @@ class TorchPeer:
 
     name = "torch"
 
-    def __init__(self, cfg, x, y, layers):
+    def __init__(self, cfg, x, y, layers, device="cpu"):
         import torch
 
         mods = []
@@ -221,18 +226,21 @@ class TorchPeer:
             mods.append(lin)
             if i < len(layers) - 1:
                 mods.append(torch.nn.Tanh() if cfg.activation == "tanh" else torch.nn.ReLU())
-        self.model = torch.nn.Sequential(*mods)
+        self.model = torch.nn.Sequential(*mods).to(device)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr)
-        self.x, self.y = torch.from_numpy(x), torch.from_numpy(y)
+        self.x, self.y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
         self.ce = torch.nn.functional.cross_entropy
         self.last_loss = None
 
-    def step(self):
-        loss = self.ce(self.model(self.x), self.y)
+    def step_on(self, x, y):
+        loss = self.ce(self.model(x), y)
         self.opt.zero_grad()
         loss.backward()
         self.opt.step()
-        self.last_loss = loss
+        return loss
+
+    def step(self):
+        self.last_loss = self.step_on(self.x, self.y)
 
     def loss(self) -> float:
         return float(self.last_loss.item())
