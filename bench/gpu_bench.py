@@ -98,7 +98,7 @@ def _act_case(name, n):
 
         xs = [_rand(cp, rng, n) for _ in range(ROTATE)]
         attrs = {"negative_slope": 0.1} if name == "leaky_relu" else {}
-        fn = getattr(cuda, name)
+        fn = getattr(cuda.launchers, name)
         ref = getattr(ops, name).fwd(cp, xs[0].astype(cp.float64), **attrs)
         _check(fn(cp, xs[0], **attrs), ref, name)
         return lambda i: fn(cp, xs[i % ROTATE], **attrs)
@@ -120,7 +120,7 @@ def _act_bwd_case(name, n):
 
         d = [_rand(cp, rng, n) for _ in range(ROTATE)]
         args = [saved(_rand(cp, rng, n)) for _ in range(ROTATE)]
-        fn = getattr(cuda, f"{name}_backward")
+        fn = getattr(cuda.launchers, f"{name}_backward")
         wide = [a.astype(cp.float64) if hasattr(a, "astype") else a for a in args[0]]
         ref = op.bwd(cp, d[0].astype(cp.float64), *wide)[0]
         _check(fn(cp, d[0], *args[0])[0], ref, f"{name}_bwd")
@@ -137,11 +137,13 @@ def _bias_bwd_case(rows, cols):
         d = [_rand(cp, rng, (rows, cols)) for _ in range(ROTATE)]
         out = cp.maximum(_rand(cp, rng, (rows, cols)), 0)
         needs = (True, True)
-        got = cuda.bias_act_backward(cp, d[0], out, "relu", 0.01, needs)
+        got = cuda.launchers.bias_act_backward(cp, d[0], out, "relu", 0.01, needs)
         ref = fused.bias_act_backward(cp, d[0].astype(cp.float64), out, "relu", 0.01, needs)
         _check(got[0], ref[0], "bias_act_bwd dz")
         _check(got[1], ref[1], "bias_act_bwd db", rtol=1e-3, atol=1e-3)  # column sums
-        return lambda i: cuda.bias_act_backward(cp, d[i % ROTATE], out, "relu", 0.01, needs)
+        return lambda i: cuda.launchers.bias_act_backward(
+            cp, d[i % ROTATE], out, "relu", 0.01, needs
+        )
 
     return setup
 
@@ -152,8 +154,8 @@ def _bias_case(rows, cols):
 
         z = [_rand(cp, rng, (rows, cols)) for _ in range(ROTATE)]
         b = _rand(cp, rng, cols)
-        _check(cuda.bias_act(cp, z[0], b), cp.maximum(z[0] + b, 0), "bias_act")
-        return lambda i: cuda.bias_act(cp, z[i % ROTATE], b)
+        _check(cuda.launchers.bias_act(cp, z[0], b), cp.maximum(z[0] + b, 0), "bias_act")
+        return lambda i: cuda.launchers.bias_act(cp, z[i % ROTATE], b)
 
     return setup
 
@@ -166,10 +168,10 @@ def _xent_case(nr, c):
         x = [_rand(cp, rng, (nr, c)) for _ in range(ROTATE)]
         t = cp.asarray(rng.integers(0, c, nr))
         ref, ex = fused.cross_entropy.fwd(cp, x[0].astype(cp.float64), t)
-        out, got = cuda.cross_entropy(cp, x[0], t)
+        out, got = cuda.launchers.cross_entropy(cp, x[0], t)
         _check(out, ref, "xent loss")
         _check(got["dlogits"], ex["dlogits"], "xent dlogits")
-        return lambda i: cuda.cross_entropy(cp, x[i % ROTATE], t)
+        return lambda i: cuda.launchers.cross_entropy(cp, x[i % ROTATE], t)
 
     return setup
 
@@ -179,7 +181,7 @@ def _sm_case(nr, c, name="softmax"):
         from gpugrad import ops
         from gpugrad.backends import cuda
 
-        fn, op = getattr(cuda, name), getattr(ops, name)
+        fn, op = getattr(cuda.launchers, name), getattr(ops, name)
         x = [_rand(cp, rng, (nr, c)) for _ in range(ROTATE)]
         _check(fn(cp, x[0]), op.fwd(cp, x[0].astype(cp.float64)), name)
         return lambda i: fn(cp, x[i % ROTATE])
@@ -192,7 +194,7 @@ def _sm_bwd_case(nr, c, name="softmax"):
         from gpugrad import ops
         from gpugrad.backends import cuda
 
-        fn, op = getattr(cuda, f"{name}_backward"), getattr(ops, name)
+        fn, op = getattr(cuda.launchers, f"{name}_backward"), getattr(ops, name)
         out = op.fwd(cp, _rand(cp, rng, (nr, c)))
         d = [_rand(cp, rng, (nr, c)) for _ in range(ROTATE)]
         ref = op.bwd(cp, d[0].astype(cp.float64), out.astype(cp.float64), -1)[0]
@@ -210,8 +212,8 @@ def _loss_case(name, n):
         s = [_rand(cp, rng, n) for _ in range(ROTATE)]
         t = cp.asarray(rng.random(n).astype(np.float32))
         ref, _ = getattr(fused, name).fwd(cp, s[0].astype(cp.float64), t.astype(cp.float64))
-        _check(getattr(cuda, name)(cp, s[0], t)[0], ref, name)
-        return lambda i: getattr(cuda, name)(cp, s[i % ROTATE], t)
+        _check(getattr(cuda.launchers, name)(cp, s[0], t)[0], ref, name)
+        return lambda i: getattr(cuda.launchers, name)(cp, s[i % ROTATE], t)
 
     return setup
 
@@ -232,6 +234,7 @@ def _gemm_case(size, version):
 
 def _adam_case(n):
     def setup(cp, rng):
+        from gpugrad import optim_rules
         from gpugrad.backends import cuda
 
         sizes = [n // 16] * 4  # a quarter of n elements in four tensors
@@ -239,7 +242,7 @@ def _adam_case(n):
         groups[3] = [cp.abs(v) for v in groups[3]]
         hp = np.tile([1, 1e-3, 0.9, 0.999, 1e-8, 0.0, 0, 0, 0, 1], (len(sizes), 1))
         ref = [[a.get() for a in g] for g in groups]
-        cuda.adam_reference(np, *ref, [None] * len(sizes), hp)
+        optim_rules.adam_rows(*ref, [None] * len(sizes), hp)
         cuda.adam_step(*groups, [None] * len(sizes), hp)
         for k in range(len(sizes)):
             _check(groups[0][k], ref[0][k], "adam_step")
@@ -250,13 +253,14 @@ def _adam_case(n):
 
 def _sgd_case(n):
     def setup(cp, rng):
+        from gpugrad import optim_rules
         from gpugrad.backends import cuda
 
         sizes = [n // 16] * 4
         groups = [[_rand(cp, rng, s, scale=0.1) for s in sizes] for _ in range(3)]
         hp = np.tile([1, 1e-2, 0.9, 0.0, 0.0, 0, 0, 0], (len(sizes), 1))  # momentum, not first
         ref = [[a.get() for a in g] for g in groups]
-        cuda.sgd_reference(np, *ref, hp)
+        optim_rules.sgd_rows(*ref, hp)
         cuda.sgd_step(*groups, hp)
         for k in range(len(sizes)):
             _check(groups[0][k], ref[0][k], "sgd_step")

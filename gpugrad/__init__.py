@@ -8,10 +8,9 @@
 (-8.0, 4.0, 4.0, -2.0)
 """
 
-from . import cuda, distributed, functional, nn, optim, viz
+from . import backends, cuda, distributed, functional, nn, optim, viz  # noqa: F401
 from .anomaly import detect_anomaly
 from .autograd import enable_grad, is_grad_enabled, no_grad
-from .backends import OutOfMemoryError, cuda_device_count, cuda_is_available
 from .creation import (
     abs,
     arange,
@@ -47,8 +46,10 @@ from .creation import (
     zeros_like,
 )
 from .crosscheck import CrossCheckError, crosscheck
-from .dispatch import OPS, config
+from .device import OutOfMemoryError, cuda_device_count, cuda_is_available
+from .dispatch import OPS
 from .gradcheck import GradcheckError, gradcheck
+from .state import config
 from .tensor import Tensor, bool_, float16, float32, float64, from_dlpack, int32, int64, tensor
 
 __version__ = "0.1.0"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import traceback
 
-from . import dispatch
+from . import state
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__))
 
@@ -19,12 +19,12 @@ class detect_anomaly:
     """Context manager: raise at the first NaN/Inf produced in forward or backward."""
 
     def __enter__(self):
-        self._prev = dispatch._anomaly.enabled
-        dispatch._anomaly.enabled = True
+        self._prev = state.anomaly.enabled
+        state.anomaly.enabled = True
         return self
 
     def __exit__(self, *exc):
-        dispatch._anomaly.enabled = self._prev
+        state.anomaly.enabled = self._prev
         return False
 
 

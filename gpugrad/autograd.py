@@ -16,20 +16,19 @@ from __future__ import annotations
 import functools
 import heapq
 import itertools
-import sys
 
 import numpy as np
+
+from . import state
+from .anomaly import check_grads
+from .device import out_of_memory
 
 _FREED = object()  # marks a node whose saved buffers were released by backward()
 _seq = itertools.count()
 
 
-class _GradMode:
-    enabled = True
-
-
 def is_grad_enabled() -> bool:
-    return _GradMode.enabled
+    return state.grad_mode.enabled
 
 
 class _SetGrad:
@@ -38,12 +37,12 @@ class _SetGrad:
     mode = True
 
     def __enter__(self):
-        self._prev = _GradMode.enabled
-        _GradMode.enabled = self.mode
+        self._prev = state.grad_mode.enabled
+        state.grad_mode.enabled = self.mode
         return self
 
     def __exit__(self, *exc):
-        _GradMode.enabled = self._prev
+        state.grad_mode.enabled = self._prev
         return False
 
     def __call__(self, fn):
@@ -138,53 +137,35 @@ def _check_versions(node):
             )
 
 
-def _sole_view(g) -> bool:
-    """True when ``g`` is a C-contiguous view covering all of a base that nothing else holds.
-
-    A weight's gradient arrives as the transpose of the fresh product ``dout.T @ x``: keeping
-    that view instead of copying it saves a full pass over the weight's size. The reference
-    count tells that no other array or name can see the base: one reference from ``g``, one
-    for ``getrefcount``'s argument. NumPy collapses view chains, so any other view of the same
-    memory would hold the base too.
-    """
-    base = g.base
-    return (
-        type(base) is np.ndarray
-        and g.flags.c_contiguous
-        and g.size == base.size
-        and sys.getrefcount(base) <= 3  # g's reference, the local name, the argument
-    )
-
-
 def run_backward(root, gradient, retain_graph: bool) -> None:
-    """Accumulate d(root)/d(leaf) * gradient into every reachable leaf's ``.grad``."""
-    from .tensor import Tensor  # the engine creates grad tensors; import late to avoid a cycle
+    """Accumulate d(root)/d(leaf) * gradient into every reachable leaf's ``.grad``.
 
+    A gradient becomes a leaf's ``.grad`` without a copy only when the backward that made it
+    declared it freshly allocated (``owns`` on the op or fast path) and no other leaf received
+    the same array; anything else (a view of ``dout``, a saved value) is copied first, so an
+    optimizer's in-place update of ``.grad`` can never reach memory that something else holds.
+    """
     delivered = set()  # ids of arrays already handed to a leaf: a second hand-off must copy
 
-    def accumulate(leaf, g):
-        if leaf.grad is None:
-            if id(g) in delivered or (g.base is not None and not _sole_view(g)):
+    def accumulate(leaf, g, owned):
+        if leaf._grad is None:
+            if not owned or id(g) in delivered:
                 g = g.copy()
             delivered.add(id(g))
-            leaf._grad = Tensor._wrap(g, leaf.device)
+            leaf._grad = type(leaf)._wrap(g, leaf.device)
         else:
-            leaf._grad = Tensor._wrap(leaf._grad.data + g, leaf.device)
+            leaf._grad = type(leaf)._wrap(leaf._grad.data + g, leaf.device)
 
     node = root._node
-    if node is None:  # backward on a leaf: its gradient is the seed itself
-        accumulate(root, gradient)
+    if node is None:  # backward on a leaf: its gradient is the seed itself (a fresh array)
+        accumulate(root, gradient, True)
         return
     # IEEE results (inf, nan) are the answer, not a reason to warn: as in PyTorch and CuPy,
     # NumPy's floating-point warnings stay off; gg.detect_anomaly() is the tool to find them.
     with np.errstate(all="ignore"):
-        from .dispatch import _anomaly
-
         try:
-            _walk(node, gradient, retain_graph, accumulate, _anomaly.enabled)
+            _walk(node, gradient, retain_graph, accumulate, state.anomaly.enabled)
         except MemoryError as e:
-            from .backends import out_of_memory
-
             out_of_memory(e, f"backward on {root.device}")
 
 
@@ -202,27 +183,27 @@ def _walk(node, gradient, retain_graph, accumulate, anomaly=False):
             )
         if node.versions:
             _check_versions(node)
-        in_grads = node.op.backward_impl(node.xp)(node.xp, dout, *node.saved)
-        # Drop this reference to dout, so that a gradient which is a view of it can go to a
-        # leaf without a copy (see _sole_view).
+        in_grads, owns = node.op.run_backward(node.xp, dout, node.saved)
         dout = None
         if not retain_graph:
             node.saved = _FREED
         # Anomaly mode checks gradients when backward runs inside it, or when the node was
         # made inside it (it recorded where).
         if anomaly or node.where is not None:
-            from .anomaly import check_grads
-
             check_grads(node, in_grads)
-        for parent, g, shape, dtype in zip(
-            node.parents, in_grads, node.in_shapes, node.in_dtypes, strict=False
+        last = len(owns) - 1
+        for i, (parent, g, shape, dtype) in enumerate(
+            zip(node.parents, in_grads, node.in_shapes, node.in_dtypes, strict=False)
         ):
             if parent is None or g is None:
                 continue
+            owned = owns[i if i < last else last]
             if g.shape != shape:
                 g = unbroadcast(node.xp, g, shape)
+                owned = True  # a sum over the broadcast dims: a new array
             if g.dtype is not dtype and g.dtype != dtype:
                 g = g.astype(dtype)
+                owned = True
             if isinstance(parent, Node):
                 if parent in grads:
                     grads[parent] = grads[parent] + g
@@ -230,4 +211,4 @@ def _walk(node, gradient, retain_graph, accumulate, anomaly=False):
                     grads[parent] = g
                     heapq.heappush(heap, (-parent.seq, parent))
             else:
-                accumulate(parent, g)
+                accumulate(parent, g, owned)

@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 
+from . import activations
 from . import functional as F
 from .creation import concatenate, maximum, minimum, stack, where
 from .crosscheck import CrossCheckError, crosscheck
@@ -82,10 +83,10 @@ def cases():
         ("mse_loss", lambda a, b: F.mse_loss(a, b), [_x(16, 3), _x(16, 3)]),
         ("multi_margin_loss", F.multi_margin_loss, [_x(8, 6), _labels(8, 6)]),
     ]  # fmt: skip
-    for act in ("relu", "leaky_relu", "tanh", "sigmoid", "identity"):
+    for act in activations.NAMES:
         out.append((f"bias_act {act}", lambda z, b, a=act: bias_act(z, b, activation=a).sum(),
                     [_x(32, 17), _x(17)]))  # fmt: skip
-    for act in ("relu", "leaky_relu", "tanh", "sigmoid"):
+    for act in activations.HIDDEN:
         fn, inputs = _mlp(act)
         out.append((f"MLP 12-16-16-5 {act}", fn, inputs))
     return out

@@ -9,6 +9,8 @@ import time
 
 import numpy as np
 
+from . import activations
+
 
 def _demo(args) -> int:
     import gpugrad as gg
@@ -79,7 +81,7 @@ def _info(args) -> int:
     if gg.cuda_is_available():
         print(f"CUDA: {gg.cuda_device_count()} device(s)")
     else:
-        from gpugrad.backends import _probe_cuda
+        from gpugrad.device import _probe_cuda
 
         print(f"CUDA: unavailable ({_probe_cuda()})")
     print(f"ops in the table: {len(gg.OPS)}")
@@ -142,7 +144,7 @@ def _add_train(sub) -> None:
     add("--dataset", choices=DATASETS, help="default: digits (bundled)")
     add("--data-dir", help="folder with the IDX files, or an .npz (mnist, fashion-mnist)")
     add("--hidden", type=_hidden_sizes, help="hidden layer sizes, default 128,64")
-    add("--activation", choices=("relu", "leaky_relu", "tanh", "sigmoid"), help="default relu")
+    add("--activation", choices=activations.HIDDEN, help="default relu")
     add("--loss", choices=("cross_entropy", "multi_margin", "mse"), help="default cross_entropy")
     add("--optimizer", choices=("sgd", "adam", "adamw"), help="default adam")
     add("--lr", type=float, help="learning rate, default 3e-3")
@@ -177,7 +179,7 @@ def _check(args) -> int:
     devices = tuple(d.strip() for d in args.devices.split(",")) if args.devices else None
     if devices is None:
         if not gg.cuda_is_available():
-            from .backends import _probe_cuda
+            from .device import _probe_cuda
 
             print(
                 f"gpugrad check: no GPU ({_probe_cuda()}); checking the CPU fast paths in "

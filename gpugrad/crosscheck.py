@@ -5,7 +5,7 @@ NumPy op table; the checked run is the GPU (by default) in ``dtype`` with its ke
 application is recorded in order while ``fn`` runs, so a disagreement is pinned to the first op
 whose output differs, not just to the final loss.
 
-Recording uses ``dispatch.forward_hooks`` for the duration of each run (see ``_recording``):
+Recording uses ``state.forward_hooks`` for the duration of each run (see ``_recording``):
 every forward the dispatcher runs passes through it. The hook and ``config.kernels`` are
 process-wide, so do not crosscheck from two threads at once.
 """
@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import dispatch
-from .backends import move
+from . import state
+from .device import move
 from .tensor import Tensor
 
 
@@ -87,18 +87,18 @@ class Report:
 @contextlib.contextmanager
 def _recording(records, kernels):
     """Append (op name, output array) for every forward run, with config.kernels set."""
-    saved_kernels = dispatch.config.kernels
+    saved_kernels = state.config.kernels
 
     def hook(op, out):
         records.append((op.name, out.copy()))  # later in-place writes must not leak in
 
-    dispatch.forward_hooks.append(hook)
-    dispatch.config.kernels = kernels
+    state.forward_hooks.append(hook)
+    state.config.kernels = kernels
     try:
         yield
     finally:
-        dispatch.forward_hooks.remove(hook)
-        dispatch.config.kernels = saved_kernels
+        state.forward_hooks.remove(hook)
+        state.config.kernels = saved_kernels
 
 
 def _copy_inputs(inputs, dtype, device):
@@ -176,7 +176,7 @@ def crosscheck(
     >>> gg.crosscheck(lambda x: x.relu().sum(), [x], devices=("cpu", "cpu")).ok
     True
     """
-    from .backends import parse_device
+    from .device import parse_device
 
     if isinstance(inputs, Tensor):
         inputs = [inputs]
@@ -191,7 +191,7 @@ def crosscheck(
         return cache[shape]
 
     ref_records, ref_grads = _run(fn, inputs, np.float64, ref_dev, False, cotangent)
-    chk_records, chk_grads = _run(fn, inputs, dtype, chk_dev, dispatch.config.kernels, cotangent)
+    chk_records, chk_grads = _run(fn, inputs, dtype, chk_dev, state.config.kernels, cotangent)
     report = Report((ref_dev, chk_dev), dtype, rtol, atol)
     for i, (a, b) in enumerate(zip(ref_records, chk_records, strict=False)):
         if a[0] != b[0]:

@@ -7,23 +7,23 @@ True
 
 from __future__ import annotations
 
-from . import backends
+from . import device as devices
 from .cuda_graph import CapturedStep, graph, is_capturing  # noqa: F401  (gg.cuda.graph)
 
 
 def is_available() -> bool:
     """True when CuPy imports and sees at least one CUDA GPU (and GPUGRAD_DEVICE is not cpu)."""
-    return backends.cuda_is_available()
+    return devices.cuda_is_available()
 
 
 def device_count() -> int:
     """The number of visible CUDA GPUs; 0 without CuPy or a driver."""
-    return backends.cuda_device_count()
+    return devices.cuda_device_count()
 
 
 def unavailable_reason() -> str | None:
     """Why CUDA cannot be used (None when it can), e.g. for a skip message."""
-    return backends._probe_cuda()
+    return devices._probe_cuda()
 
 
 def synchronize(device: str | int | None = None) -> None:
@@ -31,7 +31,7 @@ def synchronize(device: str | int | None = None) -> None:
 
     Kernel launches return at once; time GPU work only after synchronizing (or with CUDA events).
     """
-    reason = backends._probe_cuda()
+    reason = devices._probe_cuda()
     if reason is not None:
         raise RuntimeError(f"cuda.synchronize: CUDA is unavailable: {reason}")
     import cupy
@@ -39,7 +39,7 @@ def synchronize(device: str | int | None = None) -> None:
     if device is None:
         cupy.cuda.Device().synchronize()
         return
-    name = f"cuda:{device}" if isinstance(device, int) else backends.parse_device(device)
+    name = f"cuda:{device}" if isinstance(device, int) else devices.parse_device(device)
     if not name.startswith("cuda:"):
         raise ValueError(f"cuda.synchronize: {device!r} is not a CUDA device")
     index = int(name[5:])

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 
-from . import backends
+from . import device
 
 _capturing = False
 
@@ -36,7 +36,7 @@ def is_capturing() -> bool:
 
 
 def _cupy():
-    reason = backends._probe_cuda()
+    reason = device._probe_cuda()
     if reason is not None:
         raise RuntimeError(f"cuda.graph: CUDA graphs need a GPU and CuPy: {reason}")
     import cupy

@@ -1,9 +1,9 @@
-"""Op entries and the one function that applies them.
+"""Op entries, the implementations each one has per device, and the function that applies them.
 
 An op is a forward function written against the array module ``xp`` plus a backward function,
-declared together in ``ops.py``::
+declared together in ``ops.py`` or ``fused.py``::
 
-    @op("relu", saves=("out",))
+    @op("relu", saves=("out",), owns=True)
     def relu(xp, x):
         return xp.maximum(x, 0)
 
@@ -16,46 +16,63 @@ parameters are attributes (axis, shapes, flags). ``saves`` names what backward r
 order: an input or attribute name, ``"out"``, ``"<input>_shape"``, ``"needs_grad"`` (a tuple
 of bools, one per input), or a name the forward returns in a dict: a forward that saves extra
 values returns ``(out, {"name": value})``. Backward returns one gradient (or None) per input.
+``owns`` says which of those gradients backward allocates afresh (True for all inputs, or a
+tuple of bools): the engine hands such an array to a leaf's ``.grad`` as it is and copies any
+other (a view of ``dout`` or of a saved value) first, so a ``.grad`` never aliases memory that
+something else holds.
 
-``cpu=`` and ``cuda=`` name device fast paths (functions in ``backends/cpu.py`` and
-``backends/cuda.py`` with the forward's signature); the forward above stays the reference they
-are tested against. ``gg.config.kernels = False`` turns the fast paths off.
+These two functions are the reference: the specification every faster implementation is tested
+against, and what runs wherever no faster one applies. A device module registers fast paths on
+the op itself::
+
+    @ops.relu.fast("cuda")
+    def relu(xp, x):
+        return launch_relu(x) if kernel_takes(x) else NotImplemented
+
+A fast path has the signature of the reference and returns ``NotImplemented`` for an input it
+does not cover (dtype, layout, shape); the next candidate runs then, ending at the reference.
+``op.implementations()`` lists what is registered where; ``gg.config.kernels = False`` turns
+every fast path off.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 
 import numpy as np
 
-from . import autograd
+from . import state
+from .anomaly import on_forward
 from .autograd import Node
-
-_Tensor = None  # gpugrad.tensor.Tensor, bound by tensor.py at import (it imports this module)
-
-
-class config:
-    """Global switches. ``kernels``: use the device fast paths (Numba/CUDA) where they exist.
-    ``deterministic``: bitwise-reproducible results only; an op whose only GPU path sums with
-    atomics (the order of float additions varies run to run) takes a deterministic path where
-    one exists and raises RuntimeError where none does (see ``nondeterministic``)."""
-
-    kernels = True
-    matmul = "cublas"  # "cublas" or "custom" on the GPU
-    deterministic = False
-
-
-def nondeterministic(what: str) -> None:
-    """Called by a code path that is not bitwise reproducible: raise if determinism is on."""
-    if config.deterministic:
-        raise RuntimeError(
-            f"{what} is nondeterministic (it sums with atomicAdd on the GPU, so the order of "
-            "float additions varies between runs) and gg.config.deterministic is True; set it "
-            "to False to allow it, or run this op on the CPU"
-        )
-
+from .device import out_of_memory
 
 OPS: dict[str, Op] = {}  # every op in the table, by name
+KINDS = ("cpu", "cuda")  # device kinds a fast path registers for
+
+
+class FastPath:
+    """A registered fast path: the function, the device kind, the direction, and (for a
+    backward) which gradients it allocates afresh."""
+
+    __slots__ = ("fn", "kind", "direction", "owns", "name")
+
+    def __init__(self, fn, kind, direction, owns):
+        self.fn = fn
+        self.kind = kind
+        self.direction = direction
+        self.owns = owns
+        self.name = f"{fn.__module__}.{fn.__qualname__}"
+
+    def __repr__(self):
+        return f"<{self.direction} fast path {self.name} on {self.kind}>"
+
+
+def _owns_tuple(owns):
+    """Normalise an ``owns`` declaration to a tuple of bools (the last entry repeats)."""
+    if isinstance(owns, bool):
+        return (owns,)
+    return tuple(bool(o) for o in owns) or (False,)
 
 
 class Op:
@@ -64,11 +81,10 @@ class Op:
         name,
         fwd,
         saves=(),
-        cpu=None,
-        cuda=None,
         differentiable=None,
         view=False,
         needed_by=None,
+        owns=False,
     ):
         if name in OPS:
             raise ValueError(f"op {name!r} is defined twice")
@@ -77,9 +93,13 @@ class Op:
         self.view = view  # the output may alias the input: they share a version counter
         self.fwd = fwd
         self.bwd = None
-        self.cpu = cpu
-        self.cuda = cuda
-        self._fast = {}  # device kind -> resolved fast-path function
+        self.owns = _owns_tuple(owns)
+        # Fast paths per device kind, tried in registration order before the reference.
+        self.fast_paths = {kind: [] for kind in KINDS}
+        self.fast_backward_paths = {kind: [] for kind in KINDS}
+        # The functions alone, as tuples: the loop in apply() reads these.
+        self._fwd_fns = {kind: () for kind in KINDS}
+        self._bwd_fns = {kind: () for kind in KINDS}
         params = list(inspect.signature(fwd).parameters.values())[1:]  # drop xp
         self.variadic = any(p.kind is p.VAR_POSITIONAL for p in params)
         inputs = [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
@@ -124,49 +144,97 @@ class Op:
     def __repr__(self):
         return f"<op {self.name}>"
 
-    def impl(self, device: str):
-        """The forward to run on a device: its fast path when enabled, else the reference."""
-        if not config.kernels:
-            return self.fwd
-        kind = "cpu" if device == "cpu" else "cuda"
-        name = self.cpu if kind == "cpu" else self.cuda
-        if name is None:
-            return self.fwd
-        fn = self._fast.get(kind)
-        if fn is None:
-            fn = self._fast[kind] = getattr(_backend(kind), name)
-        return fn
+    # ------------------------------------------------------------------ implementations
+    def fast(self, kind: str):
+        """Decorator: register a forward fast path for device ``kind`` ("cpu" or "cuda")."""
+        return self._register(kind, "forward", None)
 
-    def backward_impl(self, xp):
-        """The backward to run: the backend's ``<name>_backward`` when the op has a fast path
-        there and kernels are on, else the reference written next to the forward."""
-        if not config.kernels or (self.cpu is None and self.cuda is None):
-            return self.bwd
-        kind = "cpu" if xp is np else "cuda"
-        key = kind + "_bwd"
-        fn = self._fast.get(key)
-        if fn is None:
-            name = self.cpu if kind == "cpu" else self.cuda
-            fn = self.bwd if name is None else getattr(_backend(kind), f"{name}_backward", self.bwd)
-            self._fast[key] = fn
-        return fn
+    def fast_backward(self, kind: str, owns=False):
+        """Decorator: register a backward fast path for ``kind``; ``owns`` as for the op."""
+        return self._register(kind, "backward", _owns_tuple(owns))
+
+    def _register(self, kind, direction, owns):
+        if kind not in KINDS:
+            raise ValueError(f"{self.name}: unknown device kind {kind!r}; one of {KINDS}")
+
+        def register(fn):
+            paths = self.fast_paths if direction == "forward" else self.fast_backward_paths
+            if any(p.fn is fn for p in paths[kind]):
+                raise ValueError(f"{self.name}: {fn.__qualname__} is registered twice")
+            paths[kind].append(FastPath(fn, kind, direction, owns))
+            self._refresh()
+            return fn
+
+        return register
+
+    def _refresh(self):
+        for kind in KINDS:
+            self._fwd_fns[kind] = tuple(p.fn for p in self.fast_paths[kind])
+            self._bwd_fns[kind] = tuple((p.fn, p.owns) for p in self.fast_backward_paths[kind])
+
+    def implementations(self) -> dict:
+        """What runs where: {kind: {"forward": [names], "backward": [names]}}, each list in the
+        order tried, ending with "reference"."""
+        table = {}
+        for kind in KINDS:
+            table[kind] = {
+                "forward": [p.name for p in self.fast_paths[kind]] + ["reference"],
+                "backward": [p.name for p in self.fast_backward_paths[kind]] + ["reference"],
+            }
+        return table
+
+    def run_forward(self, kind, xp, arrays, attrs):
+        """The first fast path that takes the input, else the reference."""
+        if state.config.kernels:
+            for fn in self._fwd_fns[kind]:
+                res = fn(xp, *arrays, **attrs)
+                if res is not NotImplemented:
+                    return res
+        return self.fwd(xp, *arrays, **attrs)
+
+    def run_backward(self, xp, dout, saved):
+        """(gradients, owns) from the first backward fast path that takes the input, else from
+        the reference; ``owns`` flags the gradients allocated afresh."""
+        if state.config.kernels:
+            for fn, owns in self._bwd_fns["cpu" if xp is np else "cuda"]:
+                res = fn(xp, dout, *saved)
+                if res is not NotImplemented:
+                    return res, owns
+        return self.bwd(xp, dout, *saved), self.owns
+
+    @contextlib.contextmanager
+    def restricted(self, kind, forward=None, backward=None):
+        """Within the block, only the given fast paths (a ``FastPath`` or None) run on ``kind``,
+        then the reference. Yields a dict counting the calls each path took (``"forward"``,
+        ``"backward"``) and declined (``"forward_declined"``, ...): the op-info harness uses it
+        to compare one implementation at a time with the reference and to see it was reached.
+        """
+        counts = {"forward": 0, "backward": 0, "forward_declined": 0, "backward_declined": 0}
+
+        def counted(path, direction):
+            def run(*args, **kwargs):
+                res = path.fn(*args, **kwargs)
+                key = direction if res is not NotImplemented else f"{direction}_declined"
+                counts[key] += 1
+                return res
+
+            return run
+
+        saved = (dict(self._fwd_fns), dict(self._bwd_fns))
+        try:
+            self._fwd_fns[kind] = () if forward is None else (counted(forward, "forward"),)
+            self._bwd_fns[kind] = (
+                () if backward is None else ((counted(backward, "backward"), backward.owns),)
+            )
+            yield counts
+        finally:
+            self._fwd_fns, self._bwd_fns = saved
 
     def __call__(self, *inputs, **attrs):
         return apply(self, inputs, attrs)
 
 
-def _backend(kind: str):
-    """The module of device fast paths: backends/cpu.py (Numba) or backends/cuda.py (kernels/)."""
-    if kind == "cpu":
-        from .backends import cpu
-
-        return cpu
-    from .backends import cuda
-
-    return cuda
-
-
-def op(name, saves=(), cpu=None, cuda=None, differentiable=None, view=False, needed_by=None):
+def op(name, saves=(), differentiable=None, view=False, needed_by=None, owns=False):
     """Declare an op from its forward function; attach the backward with ``@<op>.backward``.
 
     ``needed_by={"x": "y"}`` says the saved input x serves only the gradient of input y.
@@ -177,11 +245,10 @@ def op(name, saves=(), cpu=None, cuda=None, differentiable=None, view=False, nee
             name,
             fwd,
             saves,
-            cpu=cpu,
-            cuda=cuda,
             differentiable=differentiable,
             view=view,
             needed_by=needed_by,
+            owns=owns,
         )
 
     return wrap
@@ -227,7 +294,7 @@ def apply(op: Op, inputs, attrs):
         requires = requires or t._requires_grad
         if t._view_version is not None and t._version[0] != t._view_version and t._node is not None:
             _stale_view(op, t)
-    requires = requires and autograd._GradMode.enabled
+    requires = requires and state.grad_mode.enabled
     arrays = [t.data for t in inputs]
     try:
         if device == "cpu":
@@ -236,32 +303,29 @@ def apply(op: Op, inputs, attrs):
             # PyTorch and CuPy do; gg.detect_anomaly() raises on them instead.
             token = quiet_enter()
             try:
-                res = op.impl(device)(np, *arrays, **attrs)
+                res = op.run_forward("cpu", np, arrays, attrs)
             finally:
                 quiet_exit(token)
         else:
             xp = first._xp
-            res = op.impl(device)(xp, *arrays, **attrs)
+            res = op.run_forward("cuda", xp, arrays, attrs)
     except (ValueError, TypeError, IndexError) as e:
         raise _named(op, arrays, e) from e
     except MemoryError as e:
-        from .backends import out_of_memory
-
         out_of_memory(e, f"{op.name} on {device}")
     out, extras = res if op.returns_extras else (res, None)
-    if forward_hooks:
-        for hook in forward_hooks:
+    if state.forward_hooks:
+        for hook in state.forward_hooks:
             hook(op, out)
     out_device = attrs["device"] if op.name == "to_device" else device
-    result = _Tensor._wrap(out, out_device, requires)
+    # The result has the class of the first input: the engine layer never imports Tensor.
+    result = type(first)._wrap(out, out_device, requires)
     if op.view:
         result._version = first._version  # an in-place change to either shows in both
         result._view_version = first._version[0]
     if requires:
         result._node = _record(op, inputs, arrays, attrs, out, extras, result, xp)
-        if _anomaly.enabled:
-            from .anomaly import on_forward
-
+        if state.anomaly.enabled:
             on_forward(result._node, out)
     return result
 
@@ -332,11 +396,3 @@ def _record(op, inputs, arrays, attrs, out, extras, result, xp):
         out.dtype,
         xp,
     )
-
-
-# Callables hook(op, out) run after every forward (gg.crosscheck records values through it).
-forward_hooks: list = []
-
-
-class _anomaly:
-    enabled = False

@@ -3,7 +3,8 @@
 The gradient of each loss with respect to its input is known while the forward runs, so the
 forward computes and saves it already scaled by the reduction (1/N for "mean"); backward only
 multiplies by the incoming gradient. These NumPy/CuPy forwards are the references that the Numba
-(``backends/cpu.py``) and CUDA fast paths are tested against. None supports double backward.
+(``backends/cpu.py``) and CUDA (``backends/cuda/``) fast paths registered on them are tested
+against.
 
 Shapes: ``cross_entropy`` and ``multi_margin`` take (N, C) scores and (N,) integer targets; the
 elementwise losses take two tensors of one shape. Input validation (target ranges, shapes,
@@ -12,6 +13,7 @@ dtypes) happens in ``functional.py`` before these run.
 
 from __future__ import annotations
 
+from . import activations
 from .dispatch import op
 
 
@@ -28,8 +30,8 @@ def _reduce(xp, per_item, reduction, count):
     total = per_item.sum()
     if reduction == "sum":
         return total
-    with xp.errstate(invalid="ignore", divide="ignore"):  # mean of nothing is NaN, as in torch
-        return (total / count).astype(per_item.dtype)
+    # The mean of nothing is NaN, as in torch (NumPy's warning is off while ops run).
+    return (total / count).astype(per_item.dtype)
 
 
 def _in_float32(xp, op, arrays, attrs):
@@ -37,7 +39,7 @@ def _in_float32(xp, op, arrays, attrs):
 
     A float16 sum overflows at 65504 and stops resolving additions of 1 past 2048, so a mean
     of squared errors or a batch of log-losses goes to inf or drifts long before the answer
-    itself leaves float16's range (RELIABILITY.md row 11: accumulate in fp32).
+    itself leaves float16's range: losses accumulate in float32.
     """
     up = [a.astype(xp.float32) if a.dtype == xp.float16 else a for a in arrays]
     out, extras = op.fwd(xp, *up, **attrs)
@@ -57,8 +59,7 @@ def _times_rows(xp, d, dout):
     "cross_entropy",
     saves=("dlogits",),
     differentiable=(True, False),
-    cpu="cross_entropy",
-    cuda="cross_entropy",
+    owns=True,
 )
 def cross_entropy(xp, logits, targets, *, reduction="mean", ignore_index=-100):
     """Softmax cross-entropy over classes (axis 1), log-sum-exp stable; saves (p - onehot)/N."""
@@ -89,8 +90,7 @@ def cross_entropy_backward(xp, dout, dlogits):
 @op(
     "binary_cross_entropy_with_logits",
     saves=("dlogits", "logits", "scale"),
-    cpu="binary_cross_entropy_with_logits",
-    cuda="binary_cross_entropy_with_logits",
+    owns=True,
 )
 def binary_cross_entropy_with_logits(xp, logits, targets, *, reduction="mean"):
     """max(s, 0) - s*t + log1p(exp(-|s|)): finite for any logit; d/ds = sigmoid(s) - t."""
@@ -111,15 +111,14 @@ def binary_cross_entropy_with_logits_backward(xp, dout, dlogits, logits, scale):
     return dlogits * dout, -logits * (scale * dout)
 
 
-@op("binary_cross_entropy", saves=("dinput", "dtarget"))
+@op("binary_cross_entropy", saves=("dinput", "dtarget"), owns=True)
 def binary_cross_entropy(xp, input, targets, *, reduction="mean"):
     """-(t log y + (1 - t) log(1 - y)) on probabilities; logs clamped at -100 as in PyTorch."""
     if input.dtype == xp.float16:
         return _in_float32(xp, binary_cross_entropy, (input, targets), {"reduction": reduction})
     y, t = input, targets
-    with xp.errstate(divide="ignore"):
-        log_y = xp.maximum(xp.log(y), -100)
-        log_1my = xp.maximum(xp.log1p(-y), -100)
+    log_y = xp.maximum(xp.log(y), -100)  # log(0) = -inf, clamped (no warning while ops run)
+    log_1my = xp.maximum(xp.log1p(-y), -100)
     per_item = -(t * log_y + (1 - t) * log_1my)
     scale = xp.asarray(_scale(reduction, y.size), y.dtype)
     dinput = (y - t) / xp.maximum(y * (1 - y), 1e-12) * scale
@@ -132,7 +131,7 @@ def binary_cross_entropy_backward(xp, dout, dinput, dtarget):
     return dinput * dout, dtarget * dout
 
 
-@op("mse_loss", saves=("dinput",), cpu="mse_loss", cuda="mse_loss")
+@op("mse_loss", saves=("dinput",), owns=True)
 def mse_loss(xp, input, targets, *, reduction="mean"):
     """(y - t)^2, summed or averaged; d/dy = 2 (y - t) / N for "mean"."""
     if input.dtype == xp.float16:
@@ -148,7 +147,7 @@ def mse_loss_backward(xp, dout, dinput):
     return d, -d
 
 
-@op("multi_margin_loss", saves=("dscores",), differentiable=(True, False))
+@op("multi_margin_loss", saves=("dscores",), differentiable=(True, False), owns=True)
 def multi_margin_loss(xp, scores, targets, *, p=1, margin=1.0, reduction="mean"):
     """Hinge loss: sum over i != y of max(0, margin - x[y] + x[i])^p, divided by C."""
     if scores.dtype == xp.float16:
@@ -174,61 +173,28 @@ def multi_margin_loss_backward(xp, dout, dscores):
 
 # ----------------------------------------------------------------------------- bias + activation
 
-BIAS_ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "identity")
-
-
-def _check_bias_act(activation, negative_slope):
-    if activation not in BIAS_ACTIVATIONS:
-        raise ValueError(
-            f"bias_act: unknown activation {activation!r}; expected one of {BIAS_ACTIVATIONS}"
-        )
-    if activation == "leaky_relu" and negative_slope < 0:
-        # Backward reads the derivative off the output's sign, which a negative slope flips.
-        raise ValueError(f"bias_act: negative_slope must be >= 0, got {negative_slope}")
-
 
 @op(
     "bias_act",
     saves=("out", "activation", "negative_slope", "needs_grad"),
-    cpu="bias_act",
-    cuda="bias_act",
+    # dz is dout itself for the identity; db is always a new column sum
+    owns=(False, True),
 )
 def bias_act(xp, z, b, *, activation="relu", negative_slope=0.01):
     """act(z + b) for z (..., C) and a bias b (C,): a Linear layer's epilogue in one pass.
 
     Saves only the output: every supported activation's derivative is a function of it
-    (relu: out > 0, tanh: 1 - out^2, sigmoid: out (1 - out)). No double backward.
+    (relu: out > 0, tanh: 1 - out^2, sigmoid: out (1 - out); see ``gpugrad.activations``).
     """
-    _check_bias_act(activation, negative_slope)
-    y = z + b
-    if activation == "relu":
-        return xp.maximum(y, 0)
-    if activation == "leaky_relu":
-        return xp.where(y > 0, y, y * negative_slope)
-    if activation == "tanh":
-        return xp.tanh(y)
-    if activation == "sigmoid":
-        e = xp.exp(-xp.abs(y))  # the sign-split form of ops.sigmoid: no overflow
-        return xp.where(y >= 0, 1 / (1 + e), e / (1 + e))
-    return y
-
-
-def _bias_act_slope(xp, out, activation, negative_slope):
-    """d act / d pre-activation, computed from the activation's output."""
-    if activation == "relu":
-        return out > 0  # relu'(0) = 0, as in ops.relu
-    if activation == "leaky_relu":
-        return xp.where(out > 0, 1, negative_slope).astype(out.dtype)
-    if activation == "tanh":
-        return 1 - out * out
-    if activation == "sigmoid":
-        return out * (1 - out)
-    return None
+    activations.check(activation, negative_slope)
+    return activations.forward(xp, z + b, activation, negative_slope)
 
 
 @bias_act.backward
 def bias_act_backward(xp, dout, out, activation, negative_slope, needs):
-    slope = _bias_act_slope(xp, out, activation, negative_slope)
+    slope = activations.derivative(xp, out, activation, negative_slope)
     dz = dout if slope is None else dout * slope
-    db = dz.reshape(-1, dz.shape[-1]).sum(axis=0) if needs[1] else None
+    # Sum over every axis but the last: also right for C == 0 or N == 0, where a reshape to
+    # (-1, C) is ambiguous.
+    db = dz.sum(axis=tuple(range(dz.ndim - 1))) if needs[1] else None
     return (dz if needs[0] else None), db

@@ -12,7 +12,9 @@ between tied elements. At exact zeros IEEE results stand (log(0) = -inf, sqrt'(0
 
 from __future__ import annotations
 
-from .dispatch import nondeterministic, op
+from .device import move
+from .dispatch import op
+from .state import nondeterministic
 
 # ----------------------------------------------------------------------------- arithmetic
 
@@ -27,7 +29,7 @@ def add_backward(xp, dout):
     return dout, dout
 
 
-@op("sub")
+@op("sub", owns=(False, True))
 def sub(xp, x, y):
     return x - y
 
@@ -37,7 +39,7 @@ def sub_backward(xp, dout):
     return dout, -dout
 
 
-@op("mul", saves=("x", "y", "needs_grad"), needed_by={"x": "y", "y": "x"})
+@op("mul", saves=("x", "y", "needs_grad"), needed_by={"x": "y", "y": "x"}, owns=True)
 def mul(xp, x, y):
     return x * y
 
@@ -47,7 +49,7 @@ def mul_backward(xp, dout, x, y, needs):
     return (dout * y if needs[0] else None), (dout * x if needs[1] else None)
 
 
-@op("div", saves=("x", "y", "needs_grad"))
+@op("div", saves=("x", "y", "needs_grad"), owns=True)
 def div(xp, x, y):
     return x / y
 
@@ -59,7 +61,7 @@ def div_backward(xp, dout, x, y, needs):
     return dx, dy
 
 
-@op("neg")
+@op("neg", owns=True)
 def neg(xp, x):
     return -x
 
@@ -69,7 +71,7 @@ def neg_backward(xp, dout):
     return (-dout,)
 
 
-@op("pow", saves=("x", "y", "out", "needs_grad"))
+@op("pow", saves=("x", "y", "out", "needs_grad"), owns=True)
 def pow(xp, x, y):
     return x**y
 
@@ -82,16 +84,16 @@ def pow_backward(xp, dout, x, y, out, needs):
     if needs[0]:
         dx = xp.where(y == 0, 0, dout * y * x ** (y - 1)).astype(out.dtype)
     if needs[1]:
-        with xp.errstate(divide="ignore", invalid="ignore"):
-            dy = xp.where((x == 0) & (y >= 0), 0, dout * out * xp.log(x)).astype(out.dtype)
+        # log(0) = -inf is masked by the where; the engine runs with NumPy's warnings off.
+        dy = xp.where((x == 0) & (y >= 0), 0, dout * out * xp.log(x)).astype(out.dtype)
     return dx, dy
 
 
 @op(
     "matmul",
     saves=("x", "y", "x_shape", "y_shape", "needs_grad"),
-    cuda="matmul",
     needed_by={"x": "y", "y": "x"},
+    owns=True,
 )
 def matmul(xp, x, y):
     """numpy.matmul semantics: 1-D vectors, 2-D matrices, broadcast batches of N-D stacks."""
@@ -144,7 +146,7 @@ def _transposed(y):
     return y is not None and y.flags.f_contiguous and not y.flags.c_contiguous
 
 
-@op("linear", saves=("x", "w", "needs_grad"), cuda="linear", needed_by={"x": "w", "w": "x"})
+@op("linear", saves=("x", "w", "needs_grad"), needed_by={"x": "w", "w": "x"}, owns=True)
 def linear(xp, x, w):
     """x @ w.T for x (..., in) and a weight w (out, in): a layer's product as one node.
 
@@ -176,7 +178,7 @@ def linear_backward(xp, dout, x, w, needs):
 # ----------------------------------------------------------------------------- elementwise
 
 
-@op("exp", saves=("out",))
+@op("exp", saves=("out",), owns=True)
 def exp(xp, x):
     return xp.exp(x)
 
@@ -186,7 +188,7 @@ def exp_backward(xp, dout, out):
     return (dout * out,)
 
 
-@op("log", saves=("x",))
+@op("log", saves=("x",), owns=True)
 def log(xp, x):
     return xp.log(x)
 
@@ -196,7 +198,7 @@ def log_backward(xp, dout, x):
     return (dout / x,)
 
 
-@op("sqrt", saves=("out",))
+@op("sqrt", saves=("out",), owns=True)
 def sqrt(xp, x):
     return xp.sqrt(x)
 
@@ -206,7 +208,7 @@ def sqrt_backward(xp, dout, out):
     return (dout / (2 * out),)
 
 
-@op("abs", saves=("x",))
+@op("abs", saves=("x",), owns=True)
 def abs(xp, x):
     return xp.abs(x)
 
@@ -216,7 +218,7 @@ def abs_backward(xp, dout, x):
     return (dout * xp.sign(x),)
 
 
-@op("tanh", saves=("out",), cuda="tanh")
+@op("tanh", saves=("out",), owns=True)
 def tanh(xp, x):
     return xp.tanh(x)
 
@@ -226,7 +228,7 @@ def tanh_backward(xp, dout, out):
     return (dout * (1 - out * out),)
 
 
-@op("sigmoid", saves=("out",), cuda="sigmoid")
+@op("sigmoid", saves=("out",), owns=True)
 def sigmoid(xp, x):
     # Sign-split form: exp(-|x|) never overflows, so sigmoid(+-1e4) is exactly 1 or 0.
     e = xp.exp(-xp.abs(x))
@@ -238,7 +240,7 @@ def sigmoid_backward(xp, dout, out):
     return (dout * out * (1 - out),)
 
 
-@op("relu", saves=("out",), cuda="relu")
+@op("relu", saves=("out",), owns=True)
 def relu(xp, x):
     return xp.maximum(x, 0)
 
@@ -248,7 +250,7 @@ def relu_backward(xp, dout, out):
     return (dout * (out > 0),)  # relu'(0) = 0, as in PyTorch
 
 
-@op("leaky_relu", saves=("x", "negative_slope"), cuda="leaky_relu")
+@op("leaky_relu", saves=("x", "negative_slope"), owns=True)
 def leaky_relu(xp, x, *, negative_slope=0.01):
     return xp.where(x > 0, x, x * negative_slope)
 
@@ -266,7 +268,7 @@ def _split_ties(xp, dout, pick_x, tie):
     return dx, dy
 
 
-@op("maximum", saves=("x", "y"))
+@op("maximum", saves=("x", "y"), owns=True)
 def maximum(xp, x, y):
     return xp.maximum(x, y)
 
@@ -276,7 +278,7 @@ def maximum_backward(xp, dout, x, y):
     return _split_ties(xp, dout, x > y, x == y)
 
 
-@op("minimum", saves=("x", "y"))
+@op("minimum", saves=("x", "y"), owns=True)
 def minimum(xp, x, y):
     return xp.minimum(x, y)
 
@@ -286,7 +288,7 @@ def minimum_backward(xp, dout, x, y):
     return _split_ties(xp, dout, x < y, x == y)
 
 
-@op("where", saves=("condition",), differentiable=(False, True, True))
+@op("where", saves=("condition",), differentiable=(False, True, True), owns=True)
 def where(xp, condition, x, y):
     return xp.where(condition, x, y)
 
@@ -297,7 +299,7 @@ def where_backward(xp, dout, condition):
     return None, xp.where(condition, dout, zero), xp.where(condition, zero, dout)
 
 
-@op("clip", saves=("x", "min", "max"))
+@op("clip", saves=("x", "min", "max"), owns=True)
 def clip(xp, x, *, min=None, max=None):
     if min is not None:
         x = xp.maximum(x, xp.asarray(min, dtype=x.dtype))
@@ -390,7 +392,7 @@ def _extreme_backward(xp, dout, x, out, axis, keepdims):
     return (hit * (_restore(xp, dout, x.shape, axis, keepdims) / count),)
 
 
-@op("max", saves=("x", "out", "axis", "keepdims"))
+@op("max", saves=("x", "out", "axis", "keepdims"), owns=True)
 def max(xp, x, *, axis=None, keepdims=False):
     return xp.max(x, axis=axis, keepdims=keepdims)
 
@@ -398,7 +400,7 @@ def max(xp, x, *, axis=None, keepdims=False):
 max.backward(_extreme_backward)
 
 
-@op("min", saves=("x", "out", "axis", "keepdims"))
+@op("min", saves=("x", "out", "axis", "keepdims"), owns=True)
 def min(xp, x, *, axis=None, keepdims=False):
     return xp.min(x, axis=axis, keepdims=keepdims)
 
@@ -406,7 +408,7 @@ def min(xp, x, *, axis=None, keepdims=False):
 min.backward(_extreme_backward)
 
 
-@op("var", saves=("x", "axis", "keepdims", "ddof"))
+@op("var", saves=("x", "axis", "keepdims", "ddof"), owns=True)
 def var(xp, x, *, axis=None, keepdims=False, ddof=0):
     if x.dtype == xp.float16:  # squared deviations overflow float16 long before the variance
         out = xp.var(x.astype(xp.float32), axis=axis, keepdims=keepdims, ddof=ddof)
@@ -480,7 +482,7 @@ def _is_basic_index(index) -> bool:
     return all(i is None or i is Ellipsis or isinstance(i, int | slice) for i in items)
 
 
-@op("getitem", saves=("x_shape", "index"), view=True)
+@op("getitem", saves=("x_shape", "index"), view=True, owns=True)
 def getitem(xp, x, *, index):
     return x[index]
 
@@ -497,7 +499,7 @@ def getitem_backward(xp, dout, shape, index):
     return (dx,)
 
 
-@op("setitem", saves=("index",))
+@op("setitem", saves=("index",), owns=(True, False))
 def setitem(xp, x, value, *, index):
     """``x[index] = value`` as a new array (in-place writes record this, then copy back)."""
     out = x.copy()
@@ -531,7 +533,7 @@ def concatenate_backward(xp, dout, sizes, axis):
     return tuple(grads)
 
 
-@op("stack", saves=("count", "axis"))
+@op("stack", saves=("count", "axis"), owns=True)
 def stack(xp, *xs, axis=0):
     return xp.stack(xs, axis=axis), {"count": len(xs)}
 
@@ -541,24 +543,20 @@ def stack_backward(xp, dout, count, axis):
     return tuple(xp.take(dout, i, axis=axis) for i in range(count))
 
 
-@op("to_device", saves=("source",))
+@op("to_device", saves=("source",), owns=True)
 def to_device(xp, x, *, device, source):
-    from .backends import move
-
     return move(x, device)
 
 
 @to_device.backward
 def to_device_backward(xp, dout, source):
-    from .backends import move
-
     return (move(dout, source),)
 
 
 # ----------------------------------------------------------------------------- softmax family
 
 
-@op("softmax", saves=("out", "axis"), cuda="softmax")
+@op("softmax", saves=("out", "axis"), owns=True)
 def softmax(xp, x, *, axis=-1):
     z = xp.exp(x - x.max(axis=axis, keepdims=True))
     return z / z.sum(axis=axis, keepdims=True)
@@ -569,7 +567,7 @@ def softmax_backward(xp, dout, out, axis):
     return (out * (dout - (dout * out).sum(axis=axis, keepdims=True)),)
 
 
-@op("log_softmax", saves=("out", "axis"), cuda="log_softmax")
+@op("log_softmax", saves=("out", "axis"), owns=True)
 def log_softmax(xp, x, *, axis=-1):
     shifted = x - x.max(axis=axis, keepdims=True)
     return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import autograd, dispatch, ops
-from .backends import device_of, move, parse_device, xp_for
+from . import autograd, ops, state
+from .device import device_of, move, parse_device, xp_for
 from .dispatch import apply
 
 float16 = np.dtype("float16")
@@ -328,7 +328,7 @@ class Tensor:
         return self
 
     def _inplace(self, fn, *args, **attrs) -> Tensor:
-        recording = autograd._GradMode.enabled and (
+        recording = state.grad_mode.enabled and (
             self._requires_grad or any(isinstance(a, Tensor) and a._requires_grad for a in args)
         )
         if recording and self._requires_grad and self._node is None:
@@ -372,7 +372,7 @@ class Tensor:
     def __setitem__(self, index, value):
         index = _index_arrays(index, self.device)
         value_grad = isinstance(value, Tensor) and value._requires_grad
-        if autograd._GradMode.enabled and (self._requires_grad or value_grad):
+        if state.grad_mode.enabled and (self._requires_grad or value_grad):
             self._inplace(ops.setitem, value, index=index)
         else:  # nothing to record: write straight into memory
             self.data[index] = self._operand(value).data
@@ -485,9 +485,6 @@ def _index_arrays(index, device):
     if isinstance(index, list):
         return move(np.asarray(index), device)
     return index
-
-
-dispatch._Tensor = Tensor
 
 
 def tensor(data, dtype=None, device=None, requires_grad=False) -> Tensor:

@@ -19,15 +19,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import creation
+from . import activations, creation
 from . import distributed as dist
 from .autograd import no_grad
-from .backends import _probe_cuda, cuda_is_available, parse_device, xp_for
 from .checkpoint import load_checkpoint, save_checkpoint, write_json
 from .data import DataLoader, load_dataset
+from .device import _probe_cuda, cuda_is_available, parse_device, xp_for
 from .plots import write_plots
 
-ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid")
+ACTIVATIONS = activations.HIDDEN
 LOSSES = ("cross_entropy", "multi_margin", "mse")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("none", "step", "cosine")
@@ -238,7 +238,7 @@ class Trainer:
         if not self.is_main:
             self.log = lambda line: None
         if self.world > 1 and self.device.startswith("cuda") and ":" not in config.device:
-            from .backends import cuda_device_count
+            from .device import cuda_device_count
 
             self.device = parse_device(f"cuda:{dist.local_rank() % cuda_device_count()}")
 

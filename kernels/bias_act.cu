@@ -4,8 +4,10 @@
 //   bias_act_bwd   dpre[i, j] = dout[i, j] * act'(pre)       from the saved out, one pass
 //                  db[j] = sum_i dpre[i, j]                  the bias gradient, same kernel
 //
-// act: 0 identity, 1 relu, 2 leaky_relu (slope >= 0, so out > 0 exactly where pre > 0),
-// 3 sigmoid, 4 tanh. act' is computed from `out`, so the pre-activation is never stored.
+// act: GG_ACT_IDENTITY, GG_ACT_RELU, GG_ACT_LEAKY_RELU (slope >= 0, so out > 0 exactly where
+// pre > 0), GG_ACT_SIGMOID, GG_ACT_TANH: codes defined once in gpugrad/activations.py and
+// prepended to this source by the backend. act' is computed from `out`, so the pre-activation
+// is never stored.
 //
 // Forward launch: 1-D, GG_BLOCK threads, grid-stride over N*M; 16-byte loads when M is a
 // multiple of the vector width and the pointers are aligned. Backward launch: blocks of
@@ -14,17 +16,17 @@
 // lands in db, which the launcher zeroes first. The float order of those atomics varies between
 // runs, so db may differ in the last bits from run to run (dpre never does).
 //
-// Reference: ops.add + the activation op in gpugrad/ops.py, and the column sum of dpre.
+// Reference: fused.bias_act (activations.forward / activations.derivative) in gpugrad/.
 // Check: pytest -m gpu tests/test_cuda.py -k bias_act
 // Time:  python bench/gpu_bench.py --family bias_act
 #include "common.cuh"
 
 template <typename T> __device__ __forceinline__ T act_fwd(int act, T x, T slope) {
   switch (act) {
-    case 1: return x < T(0) ? T(0) : x;
-    case 2: return x > T(0) ? x : x * slope;
-    case 3: return gg_sigmoid(x);
-    case 4: return gg_tanh(x);
+    case GG_ACT_RELU: return x < T(0) ? T(0) : x;
+    case GG_ACT_LEAKY_RELU: return x > T(0) ? x : x * slope;
+    case GG_ACT_SIGMOID: return gg_sigmoid(x);
+    case GG_ACT_TANH: return gg_tanh(x);
     default: return x;
   }
 }
@@ -32,10 +34,10 @@ template <typename T> __device__ __forceinline__ T act_fwd(int act, T x, T slope
 // d act / d pre, written in terms of the output.
 template <typename T> __device__ __forceinline__ T act_grad(int act, T out, T slope) {
   switch (act) {
-    case 1: return T(out > T(0));
-    case 2: return out > T(0) ? T(1) : slope;
-    case 3: return out * (T(1) - out);
-    case 4: return T(1) - out * out;
+    case GG_ACT_RELU: return T(out > T(0));
+    case GG_ACT_LEAKY_RELU: return out > T(0) ? T(1) : slope;
+    case GG_ACT_SIGMOID: return out * (T(1) - out);
+    case GG_ACT_TANH: return T(1) - out * out;
     default: return T(1);
   }
 }

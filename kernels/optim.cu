@@ -6,23 +6,31 @@
 //              m += (1-b1)*(g - m); v = b2*v + (1-b2)*g^2; v' = amsgrad ? max(vmax, v) : v;
 //              p -= (lr / (1 - b1^step)) * m / (sqrt(v') / sqrt(1 - b2^step) + eps)
 //
+// These are gpugrad/optim_rules.py's sgd() and adam() line by line (the rules the reference
+// step and the Numba kernels run): a term that is off is skipped, never multiplied by zero, so
+// a parameter at +inf stays inf, and AMSGrad's max lets NaN through as torch.maximum does.
+//
 // Arguments: device arrays of pointers, one entry per parameter tensor (params, grads, state;
 // a state pointer may be null where that parameter does not use it), their sizes, a chunk
 // table built once per parameter list by the launcher (chunk k covers elements
 // [chunk_start[k], chunk_start[k] + chunk) of tensor chunk_tensor[k]), and hp: one float64 row
-// of hyperparameters per tensor, hp_cols wide, columns as SGD_COLUMNS / ADAM_COLUMNS in
-// gpugrad/backends/cuda.py (the same table the CPU kernels in backends/cpu_optim.py take; a row
-// whose "active" column is 0 is skipped). Arithmetic runs in float64 and is rounded once when
-// stored, as on the CPU. One block per chunk, grid-strided over chunks, so a model of many small
-// tensors costs one launch. Memory bound: Adam moves 28 bytes per float32 element (p, g, m, v
-// read; p, m, v written), SGD with momentum 20.
+// of hyperparameters per tensor, hp_cols wide, read by the GG_SGD_* / GG_ADAM_* column indices
+// that the backend prepends from optim_rules.SGD_COLUMNS / ADAM_COLUMNS (a row whose "active"
+// column is 0 is skipped). Arithmetic runs in float64 and is rounded once when stored, as on the
+// CPU. One block per chunk, grid-strided over chunks, so a model of many small tensors costs
+// one launch. Memory bound: Adam moves 28 bytes per float32 element (p, g, m, v read; p, m, v
+// written), SGD with momentum 20.
 //
 // Launch: 1-D, GG_BLOCK threads, grid = number of chunks (or fewer).
-// Reference: sgd_reference / adam_reference in gpugrad/backends/cuda.py (the same rules as the
-// optimizers' reference steps).
-// Check: pytest -m gpu tests/test_cuda.py -k optim
+// Reference: the optimizers' reference step (gpugrad/optim/, on optim_rules).
+// Check: pytest tests/test_optim_rules.py (every path, special values)
 // Time:  python bench/gpu_bench.py --family optim
 #include "common.cuh"
+
+// max that lets a NaN on either side through (fmax would drop it), as torch.maximum.
+__device__ __forceinline__ double gg_max_nan(double a, double b) {
+  return (a != a || b != b) ? a + b : (a > b ? a : b);
+}
 
 template <typename T>
 __device__ void sgd_body(T* const* params, const T* const* grads, T* const* bufs,
@@ -31,9 +39,11 @@ __device__ void sgd_body(T* const* params, const T* const* grads, T* const* bufs
   for (int k = blockIdx.x; k < n_chunks; k += gridDim.x) {
     int t = chunk_tensor[k];
     const double* row = hp + (i64)t * hp_cols;
-    if (row[0] == 0.0) continue;  // inactive: no gradient this step
-    double lr = row[1], momentum = row[2], dampening = row[3], wd = row[4];
-    bool nesterov = row[5] != 0.0, maximize = row[6] != 0.0, first = row[7] != 0.0;
+    if (row[GG_SGD_ACTIVE] == 0.0) continue;  // inactive: no gradient this step
+    double lr = row[GG_SGD_LR], momentum = row[GG_SGD_MOMENTUM];
+    double dampening = row[GG_SGD_DAMPENING], wd = row[GG_SGD_WEIGHT_DECAY];
+    bool nesterov = row[GG_SGD_NESTEROV] != 0.0, maximize = row[GG_SGD_MAXIMIZE] != 0.0;
+    bool first = row[GG_SGD_FIRST] != 0.0;
     i64 start = chunk_start[k], end = min(start + chunk, sizes[t]);
     T* __restrict__ p = params[t];
     const T* __restrict__ g = grads[t];
@@ -61,10 +71,12 @@ __device__ void adam_body(T* const* params, const T* const* grads, T* const* exp
   for (int k = blockIdx.x; k < n_chunks; k += gridDim.x) {
     int t = chunk_tensor[k];
     const double* row = hp + (i64)t * hp_cols;
-    if (row[0] == 0.0) continue;
-    double lr = row[1], beta1 = row[2], beta2 = row[3], eps = row[4], wd = row[5];
-    bool amsgrad = row[6] != 0.0, decoupled = row[7] != 0.0, maximize = row[8] != 0.0;
-    double step = row[9];
+    if (row[GG_ADAM_ACTIVE] == 0.0) continue;
+    double lr = row[GG_ADAM_LR], beta1 = row[GG_ADAM_BETA1], beta2 = row[GG_ADAM_BETA2];
+    double eps = row[GG_ADAM_EPS], wd = row[GG_ADAM_WEIGHT_DECAY];
+    bool amsgrad = row[GG_ADAM_AMSGRAD] != 0.0, decoupled = row[GG_ADAM_DECOUPLED] != 0.0;
+    bool maximize = row[GG_ADAM_MAXIMIZE] != 0.0;
+    double step = row[GG_ADAM_STEP];
     double step_size = lr / (1.0 - pow(beta1, step));
     double bc2_sqrt = sqrt(1.0 - pow(beta2, step));
     i64 start = chunk_start[k], end = min(start + chunk, sizes[t]);
@@ -76,15 +88,18 @@ __device__ void adam_body(T* const* params, const T* const* grads, T* const* exp
     for (i64 i = start + threadIdx.x; i < end; i += blockDim.x) {
       double d = (double)g[i], x = (double)p[i];
       if (maximize) d = -d;
-      if (decoupled) x *= 1.0 - lr * wd;
-      else if (wd != 0.0) d += wd * x;
+      if (decoupled) {
+        if (wd != 0.0) x *= 1.0 - lr * wd;
+      } else if (wd != 0.0) {
+        d += wd * x;
+      }
       double mi = (double)m[i], vi = (double)v[i];
       mi += (1.0 - beta1) * (d - mi);  // torch's lerp
       vi = beta2 * vi + (1.0 - beta2) * d * d;
       m[i] = (T)mi;
       v[i] = (T)vi;
       if (amsgrad) {
-        vi = fmax((double)vmax[i], vi);
+        vi = gg_max_nan((double)vmax[i], vi);
         vmax[i] = (T)vi;
       }
       p[i] = (T)(x - step_size * mi / (sqrt(vi) / bc2_sqrt + eps));

@@ -58,7 +58,7 @@ def tol(dtype, kind="fwd"):
 
 
 def _cuda_reason():
-    from gpugrad.backends import _probe_cuda
+    from gpugrad.device import _probe_cuda
 
     return _probe_cuda()
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gpugrad import checks, cli, dispatch, ops
+from gpugrad import checks, cli, ops, state
+from gpugrad.dispatch import FastPath
 
 
 def test_check_cases_cover_every_family_and_agree_on_the_cpu():
@@ -19,15 +20,18 @@ def test_check_cases_cover_every_family_and_agree_on_the_cpu():
 
 def test_check_fails_and_names_the_op_when_a_fast_path_is_wrong(monkeypatch):
     # a CPU fast path that is 1% off: the float64 reference (fast paths off) must catch it
-    monkeypatch.setattr(ops.tanh, "cpu", "tanh_off_by_one_percent")
-    monkeypatch.setattr(ops.tanh, "_fast", {"cpu": lambda xp, x: np.tanh(x) * 1.01})
+    def tanh_off_by_one_percent(xp, x):
+        return np.tanh(x) * 1.01
+
+    path = FastPath(tanh_off_by_one_percent, "cpu", "forward", None)
     lines = []
-    assert checks.run(("cpu", "cpu"), out=lines.append) == 1
+    with ops.tanh.restricted("cpu", forward=path):
+        assert checks.run(("cpu", "cpu"), out=lines.append) == 1
     assert any("DIFFERS at #" in line and "tanh" in line for line in lines)
 
 
 def test_check_cli_without_a_gpu_says_so_and_checks_the_cpu(capsys):
-    if dispatch.config.kernels is False:
+    if state.config.kernels is False:
         pytest.skip("kernels disabled")
     import gpugrad as gg
 

@@ -85,13 +85,13 @@ def test_crosscheck_treats_matching_nans_and_infinities_as_equal():
 
 
 def test_crosscheck_leaves_config_and_hooks_as_they_were():
-    from gpugrad import dispatch
+    from gpugrad import state
 
     gg.config.kernels = True
     with pytest.raises(gg.CrossCheckError):
         gg.crosscheck(lambda x: (x * (1.1 if x.dtype == gg.float32 else 1)).sum(),
                       [gg.tensor([3.0], requires_grad=True)], devices=("cpu", "cpu"))  # fmt: skip
-    assert dispatch.forward_hooks == [] and gg.config.kernels is True
+    assert state.forward_hooks == [] and gg.config.kernels is True
 
 
 @pytest.mark.gpu

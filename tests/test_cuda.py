@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import gpugrad as gg
-from gpugrad import fused
+from gpugrad import fused, optim_rules
 
 DTYPES = ["float32", "float64"]
 # float32 kernels against a float64 reference: elementwise ops round once or twice (1e-6);
@@ -71,12 +71,14 @@ def test_activation_kernels_match_the_reference(cp, cuda, name, shape, dtype):
     op = gg.OPS[name]
     attrs = {"negative_slope": 0.2} if name == "leaky_relu" else {}
     ref = op.fwd(np, x.astype(np.float64), **attrs)
-    out = getattr(cuda, name)(cp, cp.asarray(x), **attrs)
+    out = getattr(cuda.launchers, name)(cp, cp.asarray(x), **attrs)
     _close(out, ref, dtype, f"{name} forward")
     saved = x if name == "leaky_relu" else ref.astype(dtype)
     extra = (0.2,) if name == "leaky_relu" else ()
     (dref,) = op.bwd(np, dout.astype(np.float64), saved.astype(np.float64), *extra)
-    (dx,) = getattr(cuda, f"{name}_backward")(cp, cp.asarray(dout), cp.asarray(saved), *extra)
+    (dx,) = getattr(cuda.launchers, f"{name}_backward")(
+        cp, cp.asarray(dout), cp.asarray(saved), *extra
+    )
     _close(dx, dref, dtype, f"{name} backward")
 
 
@@ -84,7 +86,12 @@ def test_activation_kernels_match_the_reference(cp, cuda, name, shape, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_activation_kernels_take_unaligned_views(cp, cuda, dtype):
     x = cp.asarray(_data(np.random.default_rng(1), 1001, dtype))[1:]  # 4 or 8 bytes off
-    _close(cuda.relu(cp, x), np.maximum(x.get().astype(np.float64), 0), dtype, "relu unaligned")
+    _close(
+        cuda.launchers.relu(cp, x),
+        np.maximum(x.get().astype(np.float64), 0),
+        dtype,
+        "relu unaligned",
+    )
 
 
 @pytest.mark.gpu
@@ -97,9 +104,11 @@ def test_softmax_kernels_match_the_reference(cp, cuda, shape, axis, log, dtype):
     op = gg.OPS["log_softmax" if log else "softmax"]
     name = "log_softmax" if log else "softmax"
     ref = op.fwd(np, x.astype(np.float64), axis=axis)
-    _close(getattr(cuda, name)(cp, cp.asarray(x), axis=axis), ref, dtype, f"{name} forward")
+    _close(
+        getattr(cuda.launchers, name)(cp, cp.asarray(x), axis=axis), ref, dtype, f"{name} forward"
+    )
     (dref,) = op.bwd(np, dout.astype(np.float64), ref, axis)
-    (dx,) = getattr(cuda, f"{name}_backward")(
+    (dx,) = getattr(cuda.launchers, f"{name}_backward")(
         cp, cp.asarray(dout), cp.asarray(ref.astype(dtype)), axis
     )
     _close(dx, dref, dtype, f"{name} backward")
@@ -115,7 +124,9 @@ def test_fused_cross_entropy_kernel_matches_the_reference(cp, cuda, n, c, reduct
     targets = rng.integers(0, c, n)
     targets[::4] = -100  # every fourth row ignored (all of them when n == 1)
     ref, ex = fused.cross_entropy.fwd(np, logits.astype(np.float64), targets, reduction=reduction)
-    out, got = cuda.cross_entropy(cp, cp.asarray(logits), cp.asarray(targets), reduction=reduction)
+    out, got = cuda.launchers.cross_entropy(
+        cp, cp.asarray(logits), cp.asarray(targets), reduction=reduction
+    )
     _close(out, ref, dtype, f"cross_entropy loss ({reduction})")
     _close(got["dlogits"], ex["dlogits"], dtype, f"cross_entropy dlogits ({reduction})")
 
@@ -131,7 +142,7 @@ def test_pointwise_loss_kernels_match_the_reference(cp, cuda, loss, shape, reduc
     t = rng.random(shape).astype(dtype)
     ref, ex = getattr(fused, loss).fwd(np, a.astype(np.float64), t.astype(np.float64),
                                        reduction=reduction)  # fmt: skip
-    out, got = getattr(cuda, loss)(cp, cp.asarray(a), cp.asarray(t), reduction=reduction)
+    out, got = getattr(cuda.launchers, loss)(cp, cp.asarray(a), cp.asarray(t), reduction=reduction)
     _close(out, ref, dtype, f"{loss} ({reduction})")
     for key, value in ex.items():
         if isinstance(value, float):
@@ -160,7 +171,7 @@ def test_custom_matmul_is_used_only_when_configured(cp, monkeypatch):
     from gpugrad.backends import cuda
 
     calls = []
-    monkeypatch.setattr(cuda, "matmul_tiled", lambda a, b: calls.append(1) or a @ b)
+    monkeypatch.setattr(cuda.launchers, "matmul_tiled", lambda a, b: calls.append(1) or a @ b)
     x = gg.tensor(np.ones((4, 4), np.float32), device="cuda")
     _ = x @ x
     assert not calls
@@ -180,12 +191,16 @@ def test_bias_act_kernels_match_the_reference(cp, cuda, act, shape, dtype):
     op = gg.OPS["bias_act"]
     ref = op.fwd(np, z.astype(np.float64), b.astype(np.float64), activation=act,
                  negative_slope=0.1)  # fmt: skip
-    out = cuda.bias_act(cp, cp.asarray(z), cp.asarray(b), activation=act, negative_slope=0.1)
+    out = cuda.launchers.bias_act(
+        cp, cp.asarray(z), cp.asarray(b), activation=act, negative_slope=0.1
+    )
     _close(out, ref, dtype, f"bias_act {act} forward")
     saved = ref.astype(dtype)
     dz_ref, db_ref = op.bwd(np, dout.astype(np.float64), saved.astype(np.float64), act, 0.1,
                             (True, True))  # fmt: skip
-    dz, db = cuda.bias_act_backward(cp, cp.asarray(dout), cp.asarray(saved), act, 0.1, (True, True))
+    dz, db = cuda.launchers.bias_act_backward(
+        cp, cp.asarray(dout), cp.asarray(saved), act, 0.1, (True, True)
+    )
     _close(dz, dz_ref, dtype, f"bias_act {act} dz")
     _close(db, db_ref, dtype, f"bias_act {act} db")  # atomics: order varies, values within tol
 
@@ -210,7 +225,7 @@ def test_multi_tensor_sgd_matches_the_reference(cp, cuda, dtype):
     dp = [cp.asarray(p) for p in params]
     db = [cp.asarray(b) for b in bufs]
     cuda.sgd_step(dp, [cp.asarray(g) for g in grads], db, hp)
-    cuda.sgd_reference(np, params, grads, bufs, hp)
+    optim_rules.sgd_rows(params, grads, bufs, hp)
     for k in range(len(sizes)):
         _close(dp[k], params[k], dtype, f"sgd param {k}")
         _close(db[k], bufs[k], dtype, f"sgd buf {k}")
@@ -229,7 +244,7 @@ def test_multi_tensor_adam_matches_the_reference(cp, cuda, dtype):
     d = {k: [cp.asarray(a) for a in arrs] for k, arrs in
          dict(p=params, g=grads, m=m, v=v, x=vmax).items()}  # fmt: skip
     cuda.adam_step(d["p"], d["g"], d["m"], d["v"], [None, d["x"][1], None], hp)
-    cuda.adam_reference(np, params, grads, m, v, [None, vmax[1], None], hp)
+    optim_rules.adam_rows(params, grads, m, v, [None, vmax[1], None], hp)
     for k in range(len(sizes)):
         for name, ref in (("p", params), ("m", m), ("v", v)):
             _close(d[name][k], ref[k], dtype, f"adam {name} {k}")
@@ -243,10 +258,9 @@ DISPATCHED = ("relu", "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax",
 
 @pytest.mark.gpu
 def test_ops_dispatch_to_the_kernels_on_cuda(cp):
-    from gpugrad.backends import cuda
-
     for name in DISPATCHED:
-        assert gg.OPS[name].impl("cuda:0") is getattr(cuda, name), name
+        forward = gg.OPS[name].implementations()["cuda"]["forward"]
+        assert forward == [f"gpugrad.backends.cuda.launchers.{name}", "reference"], name
     x = gg.tensor(np.array([-1.0, 2.0], np.float32), device="cuda", requires_grad=True)
     y = x.relu().sum()
     y.backward()
@@ -259,11 +273,11 @@ def test_kernel_errors_name_the_kernel_and_file(cp, tmp_path, monkeypatch):
 
     (tmp_path / "common.cuh").write_text("")
     (tmp_path / "activations.cu").write_text("this is not CUDA\n")
-    monkeypatch.setattr(cuda, "KERNEL_DIR", tmp_path)
-    monkeypatch.setattr(cuda, "_modules", {})
-    monkeypatch.setattr(cuda, "_functions", {})
+    monkeypatch.setattr(cuda.runtime, "KERNEL_DIR", tmp_path)
+    monkeypatch.setattr(cuda.runtime, "_modules", {})
+    monkeypatch.setattr(cuda.runtime, "_functions", {})
     with pytest.raises(cuda.KernelError, match="activations.cu"):
-        cuda.relu(cp, cp.ones(3, cp.float32))
+        cuda.launchers.relu(cp, cp.ones(3, cp.float32))
 
 
 @pytest.mark.gpu

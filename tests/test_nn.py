@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import gpugrad as gg
-from gpugrad import fused, nn
+from gpugrad import activations, fused, nn
 
-ACTIVATIONS = fused.BIAS_ACTIVATIONS
+ACTIVATIONS = activations.NAMES
 
 # Fast path vs reference: float32 differs by summation order in the bias gradient (float64
 # accumulation in Numba, pairwise float32 in NumPy) over up to 64 rows: a few ulps of the sum.

@@ -13,7 +13,7 @@ from opinfo import bce_with_logits_composed, cross_entropy_composed, log_softmax
 
 import gpugrad as gg
 import gpugrad.functional as F
-from gpugrad import dispatch, nn, optim
+from gpugrad import nn, optim, state
 
 
 def _t(a, device, grad=True, dtype=np.float64):
@@ -359,10 +359,10 @@ def test_row20_same_seed_same_device_is_bitwise_identical(device):
 
 def test_row20_deterministic_flag_raises_only_on_nondeterministic_paths():
     assert gg.config.deterministic is False
-    dispatch.nondeterministic("anything")  # allowed while the flag is off
+    state.nondeterministic("anything")  # allowed while the flag is off
     gg.config.deterministic = True
     with pytest.raises(RuntimeError, match="scatter.*nondeterministic.*deterministic is True"):
-        dispatch.nondeterministic("a scatter-add")
+        state.nondeterministic("a scatter-add")
     x = _t(np.ones((4, 3)), "cpu")  # the CPU paths are all deterministic: nothing raises
     x[np.array([0, 0, 1])].sum().backward()
     assert x.grad.numpy()[0, 0] == 2.0
@@ -389,7 +389,7 @@ def test_row20_deterministic_flag_on_the_gpu():
 def _bias_act(z, b, activation="relu"):
     from gpugrad import fused
 
-    return dispatch.apply(fused.bias_act, (z, b), {"activation": activation})
+    return fused.bias_act(z, b, activation=activation)
 
 
 @pytest.mark.gpu
@@ -579,7 +579,7 @@ def test_anomaly_mode_is_off_again_after_the_block_and_stays_quiet_on_finite_val
     with gg.detect_anomaly():
         x = _t([1.0, 2.0], device)
         (x.log() * x).sum().backward()
-    assert dispatch._anomaly.enabled is False
+    assert state.anomaly.enabled is False
     (x * 0).log()  # -inf without anomaly mode: no error
 
 

@@ -8,7 +8,8 @@ import pytest
 
 import gpugrad as gg
 import gpugrad.functional as F
-from gpugrad import dispatch, nn, optim
+from gpugrad import nn, optim, state
+from gpugrad.dispatch import Op
 
 
 def _mlp_step(activation):
@@ -29,20 +30,15 @@ def _mlp_step(activation):
 def test_float32_mlp_step_makes_no_float64_arrays(monkeypatch, activation, kernels):
     gg.config.kernels = kernels
     seen = []
-    monkeypatch.setattr(dispatch, "forward_hooks", [lambda op, out: seen.append((op.name, out))])
-    backward_impl = dispatch.Op.backward_impl
+    monkeypatch.setattr(state, "forward_hooks", [lambda op, out: seen.append((op.name, out))])
+    run_backward = Op.run_backward
 
-    def checked(self, xp):
-        fn = backward_impl(self, xp)
+    def checked(self, xp, dout, saved):
+        grads, owns = run_backward(self, xp, dout, saved)
+        seen.extend((f"{self.name} backward", g) for g in grads if g is not None)
+        return grads, owns
 
-        def run(*args):
-            grads = fn(*args)
-            seen.extend((f"{self.name} backward", g) for g in grads if g is not None)
-            return grads
-
-        return run
-
-    monkeypatch.setattr(dispatch.Op, "backward_impl", checked)
+    monkeypatch.setattr(Op, "run_backward", checked)
     model, loss = _mlp_step(activation)
     upcast = [name for name, a in seen if getattr(a, "dtype", None) == np.float64]
     assert not upcast, f"float64 arrays from {upcast}"

@@ -2,11 +2,12 @@
 
 NVRTC (pip: nvidia-cuda-nvrtc, driven through cuda-bindings) is the compiler CuPy uses at run
 time, so a file that compiles here compiles there. For each file and architecture this builds a
-CUBIN with the options the CUDA backend uses, asks NVRTC's embedded ptxas for ``-v`` output, and
-fails on any error or warning, on a kernel named by ``gpugrad/backends/cuda.py`` (its KERNELS
-table) that the file does not define, and on any register spill in a fused loss or activation
-kernel. ``--ptx`` additionally writes PTX and runs the CUDA toolkit's ``ptxas -v`` on it (that
-ptxas must be at least as new as NVRTC: PTX carries NVRTC's ISA version).
+CUBIN from the source text and with the options the CUDA backend uses, asks NVRTC's embedded
+ptxas for ``-v`` output, and fails on any error or warning, on a kernel named by the backend's
+KERNELS table (``gpugrad/backends/cuda/runtime.py``) that the file does not define, and on any
+register spill in a fused loss or activation kernel. ``--ptx`` additionally writes PTX and runs
+the CUDA toolkit's ``ptxas -v`` on it (that ptxas must be at least as new as NVRTC: PTX carries
+NVRTC's ISA version).
 
     python tools/compile_kernels.py                 # all files, sm_80 and sm_90, a summary
     python tools/compile_kernels.py -v --arch sm_90 kernels/matmul.cu
@@ -31,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 KERNEL_DIR = ROOT / "kernels"
 ARCHS = ("sm_80", "sm_90")
-OPTIONS = ("-std=c++17",)  # the same options gpugrad/backends/cuda.py passes to RawModule
+OPTIONS = ("-std=c++17",)  # the same options gpugrad/backends/cuda/runtime.py passes to RawModule
 NO_SPILL_FILES = ("activations.cu", "bias_act.cu", "softmax_xent.cu", "losses.cu")
 
 _ENTRY = re.compile(r"Compiling entry function '(\w+)' for '(\w+)'")
@@ -65,7 +66,7 @@ def _check(nvrtc, result, what):
 def nvrtc_compile(path: Path, arch: str, ptx: bool = False, verbose_ptxas: bool = True):
     """Compile one file; return (log text, binary bytes). Raises CompileError on failure."""
     nvrtc = _nvrtc()
-    src = path.read_bytes()
+    src = kernel_source(path).encode()
     err, prog = nvrtc.nvrtcCreateProgram(src, path.name.encode(), 0, [], [])
     _check(nvrtc, err, f"{path.name}: nvrtcCreateProgram")
     target = arch.replace("sm_", "compute_") if ptx else arch
@@ -121,14 +122,25 @@ def _warnings(log: str) -> list[str]:
     return [ln for ln in log.splitlines() if re.search(r"\bwarning\b", ln, re.IGNORECASE)]
 
 
-def expected_kernels() -> dict[str, set[str]]:
-    """Kernel names per file that the CUDA backend launches (both dtypes of each base name)."""
+def _backend():
     sys.path.insert(0, str(ROOT))
     try:
-        from gpugrad.backends.cuda import KERNELS
+        from gpugrad.backends import cuda
     finally:
         sys.path.pop(0)
-    return {f: {f"{b}_{s}" for b in bases for s in ("f32", "f64")} for f, bases in KERNELS.items()}
+    return cuda
+
+
+def kernel_source(path: Path) -> str:
+    """What the CUDA backend hands NVRTC for this file (``gpugrad.backends.cuda.source``): the
+    activation and optimizer ``#define`` lines, then the file with ``common.cuh`` pasted in."""
+    return _backend().source(path.name, path.resolve().parent)
+
+
+def expected_kernels() -> dict[str, set[str]]:
+    """Kernel names per file that the CUDA backend launches (both dtypes of each base name)."""
+    kernels = _backend().KERNELS
+    return {f: {f"{b}_{s}" for b in bases for s in ("f32", "f64")} for f, bases in kernels.items()}
 
 
 def toolkit_ptxas(ptx: bytes, arch: str) -> str:
@@ -193,7 +205,7 @@ def compile_all(files, archs=ARCHS, ptx=False, jobs=None):
         missing = expected.get(path.name, set()) - set(info)
         if missing:
             problems.append(
-                f"{path.name} ({arch}): kernels used by gpugrad/backends/cuda.py are not "
+                f"{path.name} ({arch}): kernels listed in gpugrad/backends/cuda/runtime.py are not "
                 f"defined: {sorted(missing)}"
             )
         for name, k in sorted(info.items()):

@@ -1,10 +1,12 @@
-"""CPU fast paths: Numba-compiled single passes for the fused losses.
+"""CPU fast paths: Numba-compiled single passes for the fused losses and bias + activation.
 
-Each public function here has exactly the signature and results of its reference forward in
-``fused.py`` (which stays the tested reference); ``dispatch.Op.impl`` picks it on the CPU when
-``gg.config.kernels`` is on. The NumPy composition of a fused loss walks the (N, C) logits 6-10
-times and allocates as many temporaries; the loops below read the logits twice per row and write
-the gradient once. Sums accumulate in float64 whatever the input dtype.
+Each function here registers itself on the op it speeds up (``@fused.mse_loss.fast("cpu")``),
+has the signature and results of that op's reference in ``fused.py``, and returns
+``NotImplemented`` for inputs it does not cover (float16, which Numba lacks; shapes where the
+reference was measured faster), so the reference runs instead. The NumPy composition of a fused
+loss walks the (N, C) logits 6-10 times and allocates as many temporaries; the loops below read
+the logits twice per row and write the gradient once. Sums accumulate in float64 whatever the
+input dtype.
 
 The ``_kernel`` functions are plain Python under ``NUMBA_DISABLE_JIT=1``, so a debugger can step
 through them.
@@ -16,6 +18,9 @@ import math
 
 import numpy as np
 from numba import njit
+
+from .. import activations, fused
+from ..activations import CODES
 
 
 @njit(cache=True)
@@ -50,14 +55,11 @@ def _softmax_xent_kernel(logits, targets, ignore_index, scale, per_row, dlogits)
 WIDE_ROWS = 128
 
 
+@fused.cross_entropy.fast("cpu")
 def cross_entropy(xp, logits, targets, *, reduction="mean", ignore_index=-100):
     # Numba has no float16 arrays: the reference computes those in float32.
     if logits.shape[1] > WIDE_ROWS or logits.dtype.itemsize < 4:
-        from .. import fused
-
-        return fused.cross_entropy.fwd(
-            xp, logits, targets, reduction=reduction, ignore_index=ignore_index
-        )
+        return NotImplemented
     logits = np.ascontiguousarray(logits)
     targets = np.ascontiguousarray(targets)
     count = int(np.count_nonzero(targets != ignore_index))
@@ -82,11 +84,10 @@ def _bce_logits_kernel(s, t, scale, per_item, ds):
     return total
 
 
+@fused.binary_cross_entropy_with_logits.fast("cpu")
 def binary_cross_entropy_with_logits(xp, logits, targets, *, reduction="mean"):
     if logits.dtype.itemsize < 4:  # no float16 in Numba; the reference runs it in float32
-        from .. import fused
-
-        return fused.binary_cross_entropy_with_logits.fwd(xp, logits, targets, reduction=reduction)
+        return NotImplemented
     s = np.ascontiguousarray(logits).reshape(-1)
     t = np.ascontiguousarray(targets).reshape(-1)
     scale = 1.0 if reduction != "mean" else (1.0 / s.size if s.size else 0.0)
@@ -108,11 +109,10 @@ def _mse_kernel(y, t, factor, per_item, dy):
     return total
 
 
+@fused.mse_loss.fast("cpu")
 def mse_loss(xp, input, targets, *, reduction="mean"):
     if input.dtype.itemsize < 4:  # no float16 in Numba; the reference runs it in float32
-        from .. import fused
-
-        return fused.mse_loss.fwd(xp, input, targets, reduction=reduction)
+        return NotImplemented
     y = np.ascontiguousarray(input).reshape(-1)
     t = np.ascontiguousarray(targets).reshape(-1)
     factor = 2.0 if reduction != "mean" else (2.0 / y.size if y.size else 0.0)
@@ -141,9 +141,15 @@ def _total(total, per_item, reduction, count, dtype):
 # sums the bias gradient in the same sweep. Measured on 2 cores, (256, 512) float32: Numba wins
 # for relu, leaky_relu and identity forwards and every backward; for tanh and sigmoid forwards
 # NumPy's SIMD transcendentals beat Numba's scalar libm calls (no SVML) by 2-7x, so those two
-# forwards run the NumPy reference.
+# forwards run the NumPy reference. The codes are gpugrad.activations.CODES; Numba reads the
+# module globals below as compile-time constants.
 
-_ACT_CODES = {"relu": 0, "leaky_relu": 1, "tanh": 2, "sigmoid": 3, "identity": 4}
+RELU, LEAKY_RELU, TANH, SIGMOID = (
+    CODES["relu"],
+    CODES["leaky_relu"],
+    CODES["tanh"],
+    CODES["sigmoid"],
+)
 
 
 @njit(cache=True)
@@ -154,11 +160,11 @@ def _bias_act_fwd_kernel(z, b, code, slope, out):
     for i in range(n):
         zi = z[i]
         oi = out[i]
-        if code == 0:
+        if code == RELU:
             for j in range(c):
                 v = zi[j] + b[j]
                 oi[j] = v if v > zero else zero
-        elif code == 1:
+        elif code == LEAKY_RELU:
             for j in range(c):
                 v = zi[j] + b[j]
                 oi[j] = v if v > zero else v * s
@@ -180,13 +186,13 @@ def _bias_act_bwd_kernel(dout, out, code, slope, dz, db):
         zi = dz[i]
         for j in range(c):
             o = oi[j]
-            if code == 0:
+            if code == RELU:
                 d = di[j] if o > zero else zero
-            elif code == 1:
+            elif code == LEAKY_RELU:
                 d = di[j] if o > zero else di[j] * s
-            elif code == 2:
+            elif code == TANH:
                 d = di[j] * (one - o * o)
-            elif code == 3:
+            elif code == SIGMOID:
                 d = di[j] * (o * (one - o))
             else:
                 d = di[j]
@@ -200,38 +206,43 @@ def _rows(a):
     return np.ascontiguousarray(a).reshape(-1, a.shape[-1])
 
 
-def bias_act(xp, z, b, *, activation="relu", negative_slope=0.01):
-    from ..fused import _check_bias_act
+def _kernel_takes(*arrays) -> bool:
+    """float32/float64 of one dtype with at least one element in a row: what the loops cover
+    (Numba has no float16; an (N, 0) block has no rows to reshape)."""
+    dt = arrays[0].dtype
+    return (
+        dt.kind == "f"
+        and dt.itemsize >= 4
+        and all(a.dtype == dt for a in arrays)
+        and arrays[0].ndim > 0
+        and arrays[0].size > 0
+    )
 
-    _check_bias_act(activation, negative_slope)
-    slow = z.dtype != b.dtype or z.dtype.kind != "f" or z.dtype.itemsize < 4 or z.ndim == 0
-    if activation == "tanh" and not slow:
+
+@fused.bias_act.fast("cpu")
+def bias_act(xp, z, b, *, activation="relu", negative_slope=0.01):
+    code = activations.check(activation, negative_slope)
+    if not _kernel_takes(z, b) or b.shape != z.shape[-1:] or activation == "sigmoid":
+        return NotImplemented
+    if activation == "tanh":
         # NumPy's SIMD tanh beats a scalar Numba loop; running it in place on the sum saves
         # the reference's second temporary and a pass over memory.
         out = np.add(z, b)
         return np.tanh(out, out=out)
-    if slow or activation == "sigmoid":
-        from ..fused import bias_act as reference
-
-        return reference.fwd(xp, z, b, activation=activation, negative_slope=negative_slope)
     z2 = _rows(z)
     out = np.empty_like(z2)
-    _bias_act_fwd_kernel(z2, np.ascontiguousarray(b), _ACT_CODES[activation], negative_slope, out)
+    _bias_act_fwd_kernel(z2, np.ascontiguousarray(b), code, negative_slope, out)
     return out.reshape(z.shape)
 
 
+@fused.bias_act.fast_backward("cpu", owns=True)
 def bias_act_backward(xp, dout, out, activation, negative_slope, needs):
-    """Backward of ``fused.bias_act`` for float32/float64: (dz, db) in one sweep."""
-    if out.dtype.kind != "f" or out.dtype.itemsize < 4 or out.ndim == 0:
-        from ..fused import bias_act_backward as reference
-
-        return reference(xp, dout, out, activation, negative_slope, needs)
-    if activation == "identity":  # dz is dout itself: only the column sum is left to do
-        db = dout.reshape(-1, dout.shape[-1]).sum(axis=0) if needs[1] else None
-        return (dout if needs[0] else None), db
+    """(dz, db) in one sweep; the identity (dz is dout itself) is left to the reference."""
+    if activation == "identity" or not _kernel_takes(out) or dout.shape != out.shape:
+        return NotImplemented
     o2 = _rows(out)
     d2 = _rows(dout.astype(out.dtype, copy=False))
     dz = np.empty_like(o2)
     db = np.empty(o2.shape[1], out.dtype)
-    _bias_act_bwd_kernel(d2, o2, _ACT_CODES[activation], negative_slope, dz, db)
+    _bias_act_bwd_kernel(d2, o2, CODES[activation], negative_slope, dz, db)
     return (dz.reshape(out.shape) if needs[0] else None), (db if needs[1] else None)

@@ -4,110 +4,61 @@ Each kernel walks a typed list of flat parameter views (updated in place, so eve
 parameter sees the new values) next to flat buffers that hold the gradients and the optimizer's
 state for all parameters back to back, ``offsets[k]`` marking where parameter k starts. Row k of
 ``hp`` carries parameter k's hyperparameters (its group's, plus per-parameter flags), so
-parameter groups with different settings share the one call. Arithmetic runs in float64 whatever
-the parameters' dtype; the result is rounded once when stored.
-
-The update rules are PyTorch's (``torch.optim.SGD``, ``Adam``, ``AdamW``); the NumPy references
-in ``optim/sgd.py`` and ``optim/adam.py`` spell out the same rules and are tested against these.
+parameter groups with different settings share the one call. The rule applied to each element
+is ``gpugrad.optim_rules.sgd`` / ``adam``, compiled inline: the same function the reference step
+runs on arrays. Arithmetic runs in float64 whatever the parameters' dtype; the result is rounded
+once when stored.
 """
 
 from __future__ import annotations
 
-import math
-
 from numba import njit
 
-# Columns of the hyperparameter table for each kernel.
-SGD_COLUMNS = (
-    "active",
-    "lr",
-    "momentum",
-    "dampening",
-    "weight_decay",
-    "nesterov",
-    "maximize",
-    "first",
-)
-ADAM_COLUMNS = (
-    "active",
-    "lr",
-    "beta1",
-    "beta2",
-    "eps",
-    "weight_decay",
-    "amsgrad",
-    "decoupled",
-    "maximize",
-    "step",
-)
+from .. import optim_rules
+from ..optim_rules import ADAM_COLUMNS, SGD_COLUMNS  # noqa: F401  (the kernels' row layout)
 
+_sgd = njit(inline="always")(optim_rules.sgd)
+_adam = njit(inline="always")(optim_rules.adam)
+_adam_factors = njit(inline="always")(optim_rules.adam_factors)
 
 # Gradients arrive either packed in one flat buffer (``offsets[k]`` marks parameter k; cheap
 # for many small parameters) or as a typed list of flat arrays (no copy; cheaper when the
-# parameters are large). Each rule is written once, for one parameter, and inlined into both
-# drivers. error_model="numpy": a division by zero gives inf/nan instead of raising, which is
-# what lets LLVM vectorize the loops (4x on AVX2: the check otherwise sits in every iteration).
+# parameters are large). Each per-parameter loop is written once and inlined into both drivers.
+# error_model="numpy": a division by zero gives inf/nan instead of raising, which keeps the
+# check out of every iteration. The flags a rule branches on are the same for every element of
+# a parameter, so the branches predict perfectly (measured within 10% of branch-free loops on
+# 2M-element parameters).
 
 
 @njit(cache=True, error_model="numpy", inline="always")
 def _sgd_one(p, g, b, row):
-    """p -= lr * (momentum buffer or gradient), PyTorch's SGD, for one flat parameter."""
     lr, momentum, dampening, wd = row[1], row[2], row[3], row[4]
-    nesterov, first = row[5] != 0.0, row[7] != 0.0
-    sign = -1.0 if row[6] != 0.0 else 1.0  # maximize
-    # Each case gets its own branch-free loop so that LLVM can vectorize it. A zero weight
-    # decay still adds wd * p = 0, which leaves every finite gradient unchanged.
+    nesterov, maximize, first = row[5] != 0.0, row[6] != 0.0, row[7] != 0.0
     if momentum == 0.0:
         for i in range(p.size):
-            p[i] -= lr * (sign * g[i] + wd * p[i])
+            p[i], _ = _sgd(p[i], g[i], 0.0, lr, 0.0, dampening, wd, nesterov, maximize, first)
         return
-    # The first step seeds the buffer with the gradient itself, undamped.
-    keep = 0.0 if first else momentum
-    damp = 1.0 if first else 1.0 - dampening
-    if nesterov:
-        for i in range(p.size):
-            gi = sign * g[i] + wd * p[i]
-            bi = keep * b[i] + damp * gi
-            b[i] = bi
-            p[i] -= lr * (gi + momentum * bi)
-    else:
-        for i in range(p.size):
-            bi = keep * b[i] + damp * (sign * g[i] + wd * p[i])
-            b[i] = bi
-            p[i] -= lr * bi
+    for i in range(p.size):
+        p[i], b[i] = _sgd(p[i], g[i], b[i], lr, momentum, dampening, wd, nesterov, maximize, first)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
 def _adam_one(p, g, m, v, vmax, row):
-    """PyTorch's Adam (decoupled=0) and AdamW (decoupled=1) for one flat parameter."""
     lr, beta1, beta2, eps, wd = row[1], row[2], row[3], row[4], row[5]
-    amsgrad, decoupled, step = row[6] != 0.0, row[7] != 0.0, row[9]
-    sign = -1.0 if row[8] != 0.0 else 1.0  # maximize
-    step_size = lr / (1.0 - beta1**step)
-    bc2_sqrt = math.sqrt(1.0 - beta2**step)
-    # Decoupled decay scales p (by exactly 1.0 when off); L2 decay adds wd * p to g (exactly
-    # 0 when off), so one branch-free loop serves every setting but AMSGrad.
-    shrink = 1.0 - lr * wd if decoupled else 1.0
-    l2 = 0.0 if decoupled else wd
+    amsgrad, decoupled, maximize = row[6] != 0.0, row[7] != 0.0, row[8] != 0.0
+    step_size, bc2_sqrt = _adam_factors(lr, beta1, beta2, row[9])
     if amsgrad:
         for i in range(p.size):
-            x = p[i] * shrink
-            gi = sign * g[i] + l2 * x
-            mi = m[i] + (1.0 - beta1) * (gi - m[i])  # torch's lerp for weight < 0.5
-            vi = beta2 * v[i] + (1.0 - beta2) * gi * gi
-            m[i] = mi
-            v[i] = vi
-            vmax[i] = max(vmax[i], vi)
-            p[i] = x - step_size * mi / (math.sqrt(vmax[i]) / bc2_sqrt + eps)
-    else:
-        for i in range(p.size):
-            x = p[i] * shrink
-            gi = sign * g[i] + l2 * x
-            mi = m[i] + (1.0 - beta1) * (gi - m[i])
-            vi = beta2 * v[i] + (1.0 - beta2) * gi * gi
-            m[i] = mi
-            v[i] = vi
-            p[i] = x - step_size * mi / (math.sqrt(vi) / bc2_sqrt + eps)
+            p[i], m[i], v[i], vmax[i] = _adam(
+                p[i], g[i], m[i], v[i], vmax[i], lr, beta1, beta2, eps, wd, True, decoupled,
+                maximize, step_size, bc2_sqrt,
+            )  # fmt: skip
+        return
+    for i in range(p.size):
+        p[i], m[i], v[i], _ = _adam(
+            p[i], g[i], m[i], v[i], 0.0, lr, beta1, beta2, eps, wd, False, decoupled, maximize,
+            step_size, bc2_sqrt,
+        )  # fmt: skip
 
 
 @njit(cache=True, error_model="numpy")

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from ..backends import move, parse_device
+from ..device import move, parse_device
 from ..tensor import Tensor
 
 

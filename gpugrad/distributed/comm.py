@@ -28,7 +28,7 @@ def _choose(requested: str, info: LaunchInfo) -> str:
         return requested
     if info.world_size == 1:
         return "local"
-    from ..backends import cuda_is_available
+    from ..device import cuda_is_available
 
     if info.launcher == "env" or cuda_is_available():
         # One process per GPU is what NCCL is for; a torchrun-style launch has no MPI anyway.

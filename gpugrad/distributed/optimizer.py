@@ -25,7 +25,7 @@ import hashlib
 import numpy as np
 
 from ..autograd import enable_grad, no_grad
-from ..backends import xp_for
+from ..device import xp_for
 from ..optim.optimizer import Optimizer
 from ..tensor import Tensor
 from . import comm

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backends import move
 from ..data import DataLoader
+from ..device import move
 from ..tensor import Tensor
 from . import comm
 

@@ -11,8 +11,8 @@ import math
 
 import numpy as np
 
-from ..backends import move
 from ..creation import default_rng
+from ..device import move
 from ..tensor import Tensor
 
 _GAINS = {

@@ -12,9 +12,9 @@ import math
 
 import numpy as np
 
-from .. import fused
-from ..backends import move
+from .. import activations, fused
 from ..creation import default_rng
+from ..device import move
 from ..functional import linear
 from ..tensor import Tensor, _is_float
 from . import init
@@ -56,7 +56,7 @@ def _activate(x: Tensor, activation: str, negative_slope: float) -> Tensor:
         return x.sigmoid()
     if activation == "identity":
         return x
-    raise ValueError(f"unknown activation {activation!r}; expected one of {fused.BIAS_ACTIVATIONS}")
+    raise ValueError(f"unknown activation {activation!r}; expected one of {activations.NAMES}")
 
 
 # ----------------------------------------------------------------------------- layers

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..autograd import no_grad
-from ..backends import move, parse_device
+from ..device import move, parse_device
 from ..tensor import Tensor
 
 

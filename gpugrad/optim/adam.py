@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from ..backends import cpu_optim
+from .. import optim_rules
+from ..backends import cpu_optim, cuda
 from .optimizer import Optimizer
 
 
@@ -18,7 +17,7 @@ class Adam(Optimizer):
     of v instead of v.
     """
 
-    _columns = cpu_optim.ADAM_COLUMNS
+    _columns = optim_rules.ADAM_COLUMNS
     _decoupled = False
 
     def __init__(
@@ -84,8 +83,6 @@ class Adam(Optimizer):
         )
 
     def _launch_cuda(self, params, grads, states, hp):
-        from ..backends import cuda
-
         none = [None] * len(params)
         cuda.adam_step(
             params,
@@ -96,31 +93,16 @@ class Adam(Optimizer):
             hp,
         )
 
-    def _reference_step(self, group, p, grad, state):
-        xp = p._xp
-        lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
-        b1, b2 = group["betas"]
-        if "step" not in state:
-            state["step"] = 0
-        for name in self._state_names(group):
-            if name not in state:
-                state[name] = xp.zeros_like(p.data)
-        state["step"] += 1
-        t = state["step"]
-        g = -grad if group["maximize"] else grad
-        if self._decoupled:
-            p.data *= 1 - lr * wd
-        elif wd != 0:
-            g = g + wd * p.data
-        m, v = state["exp_avg"], state["exp_avg_sq"]
-        m += (1 - b1) * (g - m)
-        v *= b2
-        v += (1 - b2) * g * g
-        if group["amsgrad"]:
-            xp.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
-            v = state["max_exp_avg_sq"]
-        denom = xp.sqrt(v) / math.sqrt(1 - b2**t) + eps
-        p.data -= (lr / (1 - b1**t)) * m / denom
+    def _reference_rows(self, params, grads, states, hp):
+        none = [None] * len(params)
+        optim_rules.adam_rows(
+            params,
+            grads,
+            states["exp_avg"],
+            states["exp_avg_sq"],
+            states.get("max_exp_avg_sq", none),
+            hp,
+        )
 
 
 class AdamW(Adam):

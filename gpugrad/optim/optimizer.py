@@ -27,8 +27,8 @@ import numpy as np
 from numba.typed import List
 
 from ..autograd import enable_grad, no_grad
-from ..backends import move
-from ..dispatch import config
+from ..device import move
+from ..state import config
 from ..tensor import Tensor
 
 _LIST_GRADS_ABOVE = 8192  # mean elements per parameter above which gradients are not packed
@@ -276,7 +276,7 @@ class Optimizer:
     def _launch_cuda(self, params, grads, states, hp) -> None:
         raise NotImplementedError
 
-    # Subclasses implement these four.
+    # Subclasses implement these five.
     def _state_names(self, group: dict | None = None) -> list[str]:
         """The flat state buffers the kernel needs (for one group, or for any group)."""
         return []
@@ -290,9 +290,21 @@ class Optimizer:
         """Run the CPU kernel; ``grads`` is the flat buffer or a typed list of flat arrays."""
         raise NotImplementedError
 
-    def _reference_step(self, group: dict, p: Tensor, grad, state: dict) -> None:
-        """The update rule for one parameter in plain array code, in place on ``p.data``."""
+    def _reference_rows(self, params, grads, states, hp) -> None:
+        """Apply the rule of ``gpugrad.optim_rules`` to whole arrays (the reference)."""
         raise NotImplementedError
+
+    def _reference_step(self, group: dict, p: Tensor, grad, state: dict) -> None:
+        """The update rule for one parameter on whole arrays, in place on ``p.data``: the
+        specification the Numba and CUDA steps are tested against."""
+        row = self._row(group, state)  # before creating buffers: SGD's "first" reads it
+        row[0] = 1.0
+        mine = self._state_names(group)
+        for name in mine:
+            if name not in state:
+                state[name] = p._xp.zeros_like(p.data)
+        states = {name: [state[name] if name in mine else None] for name in self._state_names()}
+        self._reference_rows([p.data], [grad], states, np.array([row], np.float64))
 
     # ------------------------------------------------------------------ state dicts
     def state_dict(self) -> dict:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backends import cpu_optim
+from .. import optim_rules
+from ..backends import cpu_optim, cuda
 from .optimizer import Optimizer
 
 
@@ -20,7 +21,7 @@ class SGD(Optimizer):
     [0.800000011920929, 1.600000023841858]
     """
 
-    _columns = cpu_optim.SGD_COLUMNS
+    _columns = optim_rules.SGD_COLUMNS
 
     def __init__(
         self,
@@ -71,22 +72,8 @@ class SGD(Optimizer):
         step(bucket.flat_params, grads, bufs, bucket.offsets, hp)
 
     def _launch_cuda(self, params, grads, states, hp):
-        from ..backends import cuda
-
         bufs = states.get("momentum_buffer", [None] * len(params))
         cuda.sgd_step(params, grads, bufs, hp)
 
-    def _reference_step(self, group, p, grad, state):
-        g = -grad if group["maximize"] else grad
-        if group["weight_decay"] != 0:
-            g = g + group["weight_decay"] * p.data
-        momentum = group["momentum"]
-        if momentum != 0:
-            buf = state.get("momentum_buffer")
-            if buf is None:
-                buf = state["momentum_buffer"] = g.copy()
-            else:
-                buf *= momentum
-                buf += (1 - group["dampening"]) * g
-            g = g + momentum * buf if group["nesterov"] else buf
-        p.data -= group["lr"] * g
+    def _reference_rows(self, params, grads, states, hp):
+        optim_rules.sgd_rows(params, grads, states.get("momentum_buffer", [None] * len(params)), hp)
