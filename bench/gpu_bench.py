@@ -367,7 +367,7 @@ def op_overhead_row(cp, chain=1000):
 
 
 def step_rows(reps, quick):
-    """Issue-6 configs on the GPU: one SGD training step of gpugrad eager, gpugrad replayed as a
+    """The benchmark configs (gpugrad bench) on the GPU: one SGD training step of gpugrad eager, gpugrad replayed as a
     CUDA graph (gg.cuda.graph), PyTorch eager and torch.compile(mode="reduce-overhead"), all
     from the same weights and batch; each row says its ratio to PyTorch eager."""
     import cupy as cp

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Everything gpugrad checks on a GPU, in one command (see shared GPU.md): versions, the GPU
+# Everything gpugrad checks on a GPU, in one command: versions, the GPU
 # tests, the CPU<->GPU crosscheck, compute-sanitizer memcheck on a few training steps, and the
 # kernel and training benchmarks. Runs from the source tree (PYTHONPATH=$PWD), no network.
 #
