@@ -367,9 +367,10 @@ def op_overhead_row(cp, chain=1000):
 
 
 def step_rows(reps, quick):
-    """The benchmark configs (gpugrad bench) on the GPU: one SGD training step of gpugrad eager, gpugrad replayed as a
-    CUDA graph (gg.cuda.graph), PyTorch eager and torch.compile(mode="reduce-overhead"), all
-    from the same weights and batch; each row says its ratio to PyTorch eager."""
+    """The configs of ``gpugrad bench`` on the GPU: one SGD training step of gpugrad eager,
+    gpugrad replayed as a CUDA graph (gg.cuda.graph), PyTorch eager and
+    torch.compile(mode="reduce-overhead"), all from the same weights and batch; each row says
+    its ratio to PyTorch eager."""
     import cupy as cp
 
     rows = []
