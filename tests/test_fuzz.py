@@ -4,8 +4,11 @@ A graph is a list of steps over a growing pool of values: each step applies a ra
 safe subset (smooth where sampled, defined on all reals or guarded) to earlier values, so
 intermediate values are reused and diamonds form naturally; binary ops broadcast shapes drawn
 from a small family. The output is the weighted sum of the last values. The analytic gradient
-of every leaf must match central differences (gg.gradcheck). When a graph fails, hypothesis
-shrinks it and the failure message is a Python snippet that rebuilds the minimal graph.
+of every leaf must match central differences (gg.gradcheck), and the same gradients must come
+out with the fast paths on and off: the vocabulary includes fused ops whose CPU fast paths
+(Numba) take float64 inputs, so the two runs execute different code. When a graph fails,
+hypothesis shrinks it and the failure message is a Python snippet that rebuilds the minimal
+graph.
 
 Profiles (tests/conftest.py): "ci" by default, "long" with GPUGRAD_FUZZ=long.
 """
@@ -13,6 +16,7 @@ Profiles (tests/conftest.py): "ci" by default, "long" with GPUGRAD_FUZZ=long.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import assume, given, note
 from hypothesis import strategies as st
 
@@ -37,6 +41,11 @@ UNARY = {
     "log_softmax": "F.log_softmax({0})",
     "transpose": "{0}.T",
     "scale": "({0} * 0.5 + 0.25)",
+    # fused ops with CPU fast paths (Numba), so kernels on and off run different code
+    "cross_entropy": "F.cross_entropy({0}, gg.tensor(np.arange({0}.shape[0]) % {0}.shape[1]))",
+    "cross_entropy_rows": (
+        'F.cross_entropy({0}, gg.tensor(np.arange({0}.shape[0]) % {0}.shape[1]), reduction="none")'
+    ),
 }
 BINARY = {
     "add": "({0} + {1})",
@@ -44,6 +53,19 @@ BINARY = {
     "mul": "({0} * {1})",
     "div": "({0} / ({1} * {1} + 0.5))",
     "where": "gg.where({0}.numpy() > {1}.numpy(), {0}, {1})",
+    "mse": 'F.mse_loss({0}, {1}, reduction="none")',
+    "bce_logits": 'F.binary_cross_entropy_with_logits({0}, {1}.sigmoid(), reduction="none")',
+    "bias_tanh": 'fused.bias_act({0}, {1}, activation="tanh")',
+    "bias_identity": 'fused.bias_act({0}, {1}, activation="identity")',
+}
+# Entries that run a registered CPU fast path, with the op that has it (checked below).
+FAST = {
+    "cross_entropy": "cross_entropy",
+    "cross_entropy_rows": "cross_entropy",
+    "mse": "mse_loss",
+    "bce_logits": "binary_cross_entropy_with_logits",
+    "bias_tanh": "bias_act",
+    "bias_identity": "bias_act",
 }
 # Ops whose result is not a smooth function of inputs near ties; "where" is piecewise with
 # jumps exactly where {0} == {1}: values drawn as continuous floats never sit there.
@@ -70,6 +92,18 @@ def graphs(draw):
 
 
 def _shape_of(name, shapes):
+    if name.startswith("cross_entropy"):
+        if len(shapes[0]) != 2:
+            raise ValueError("cross_entropy takes (N, C) scores")
+        return () if name == "cross_entropy" else shapes[0][:1]
+    if name in ("mse", "bce_logits"):
+        if shapes[0] != shapes[1]:
+            raise ValueError(f"{name} takes two tensors of one shape")
+        return shapes[0]
+    if name.startswith("bias_"):
+        if not shapes[0] or shapes[1] != shapes[0][-1:]:
+            raise ValueError("bias_act takes z (..., C) and a bias (C,)")
+        return shapes[0]
     if name == "transpose":
         return shapes[0][::-1]
     if name in ("sum_keep", "mean_keep", "softmax", "log_softmax") and shapes[0] == ():
@@ -87,6 +121,7 @@ def to_code(leaves, steps, seed):
         "import numpy as np",
         "import gpugrad as gg",
         "import gpugrad.functional as F",
+        "from gpugrad import fused",
         f"rng = np.random.default_rng({seed})",
     ]
     lines += [
@@ -147,3 +182,16 @@ def test_a_failing_graph_is_reported_as_runnable_code():
     assert "    v2 = (v0 * v1)" in code and "print(gg.gradcheck(f, [v0, v1]))" in code
     exec(compile(code, "<snippet>", "exec"), {})  # runs on its own, gradcheck included
     assert gg.gradcheck(f, inputs)
+
+
+@pytest.mark.parametrize("name", FAST)
+def test_the_fuzz_vocabulary_reaches_the_cpu_fast_paths(name):
+    """The kernels-on-vs-off property means something only if its graphs run fast paths."""
+    shapes = [(2, 3)] if name in UNARY else [(2, 3), (3,) if name.startswith("bias_") else (2, 3)]
+    steps = [(name, list(range(len(shapes))))]
+    _, f, inputs = _build(shapes, steps, 0)
+    op = gg.OPS[FAST[name]]
+    (path,) = op.fast_paths["cpu"]
+    with op.restricted("cpu", forward=path) as counts:
+        f(*inputs).backward()
+    assert counts["forward"] >= 1, f"{name} never ran {path.name}"

@@ -195,3 +195,101 @@ def test_cpu_and_gpu_agree_on_values_and_grads(info, shapes):
     for i, (g, g2) in enumerate(zip(grads, grads2, strict=True)):
         if g is not None:
             assert_close(g2, g, **tol(np.float32, "grad"), what=f"{what}: grad of input {i}")
+
+
+# ----------------------------------------------------------------------------- implementations
+# Every fast path registered on an op meets every sample of that op, in both dtypes and every
+# layout, forward and backward, and must give the reference's values and gradients. Each run
+# keeps one path and the reference (Op.restricted), so a path that declines a sample
+# (NotImplemented) leaves the reference to answer it, and the counts show which samples reached
+# the path. A registered path that no sample reaches is a path nobody tests: that fails too.
+
+# Settings under which a fast path is eligible at all (the tiled SGEMM replaces cuBLAS only
+# when asked to).
+PATH_CONFIG = {"matmul": {"matmul": "custom"}, "linear": {"matmul": "custom"}}
+
+
+def _paths(name, kind):
+    op = gg.OPS[name]
+    return [("forward", p) for p in op.fast_paths[kind]] + [
+        ("backward", p) for p in op.fast_backward_paths[kind]
+    ]
+
+
+def _kind(device):
+    return "cpu" if device == "cpu" else "cuda"
+
+
+def _run_restricted(info, arrays, device, direction, path):
+    op = gg.OPS[info.name]
+    chosen = {direction: path} if path is not None else {}
+    for key, value in PATH_CONFIG.get(info.name, {}).items():
+        setattr(gg.config, key, value)
+    with op.restricted(_kind(device), **chosen) as counts:
+        out, grads = _grads(info, arrays, device)
+    return out, grads, counts
+
+
+def _cases_with_fast_paths(kind):
+    marks = [pytest.mark.gpu] if kind == "cuda" else []
+    return [
+        pytest.param(info, shapes, kind, id=f"{kind}-{_id(info, k)}", marks=marks)
+        for info in OP_INFOS
+        if _paths(info.name, kind)
+        for k, shapes in enumerate(info.shapes)
+    ]
+
+
+def _on(kind):
+    """The device a kind's cases run on; skips without a GPU (as the device fixture does)."""
+    if kind == "cpu":
+        return "cpu"
+    reason = gg.cuda.unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"no CUDA device: {reason}")
+    return "cuda"
+
+
+@pytest.mark.parametrize("layout", ("contiguous", *LAYOUTS))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "info, shapes, kind", _cases_with_fast_paths("cpu") + _cases_with_fast_paths("cuda")
+)
+def test_every_fast_path_matches_the_reference(info, shapes, kind, dtype, layout):
+    device = _on(kind)
+    arrays = info.make_inputs(np.random.default_rng(8), shapes, dtype)
+    arrays = [relayout(a, layout) for a in arrays]
+    out, grads, _ = _run_restricted(info, arrays, device, "forward", None)
+    for direction, path in _paths(info.name, kind):
+        out2, grads2, counts = _run_restricted(info, arrays, device, direction, path)
+        what = f"{path.name} ({direction}) on {info.name} {shapes} {layout} {np.dtype(dtype).name}"
+        assert counts[direction] + counts[f"{direction}_declined"] > 0, f"{what}: never called"
+        assert out2.dtype == out.dtype and out2.shape == out.shape, what
+        assert_close(out2, out.numpy(), **tol(dtype, "grad"), what=f"{what}: value")
+        for i, (g, g2) in enumerate(zip(grads, grads2, strict=True)):
+            assert (g is None) == (g2 is None), what
+            if g is not None:
+                assert_close(g2, g, **tol(dtype, "grad"), what=f"{what}: grad of input {i}")
+
+
+@pytest.mark.parametrize("kind", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_every_registered_fast_path_is_reached_by_some_sample(kind):
+    device = _on(kind)
+    reached = {}
+    for info in OP_INFOS:
+        for direction, path in _paths(info.name, kind):
+            key = (info.name, direction, path.name)
+            reached.setdefault(key, 0)
+            for shapes in info.shapes:
+                for dtype in (np.float32, np.float64):
+                    arrays = info.make_inputs(np.random.default_rng(8), shapes, dtype)
+                    *_, counts = _run_restricted(info, arrays, device, direction, path)
+                    reached[key] += counts[direction]
+    registered = {
+        (name, direction, path.name) for name in gg.OPS for direction, path in _paths(name, kind)
+    }
+    assert registered, f"no fast path registered for {kind}"
+    unsampled = sorted(registered - set(reached))
+    assert not unsampled, f"fast paths of ops without op-info samples: {unsampled}"
+    never = sorted(key for key, n in reached.items() if n == 0)
+    assert not never, f"registered fast paths that no sample reaches: {never}"
