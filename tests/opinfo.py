@@ -103,11 +103,15 @@ def _mask(rng, shape, shapes):
 
 
 def _np_softmax(x, axis=-1):
+    if x.size == 0:
+        return x.copy()
     z = np.exp(x - x.max(axis=axis, keepdims=True))
     return z / z.sum(axis=axis, keepdims=True)
 
 
 def _np_log_softmax(x, axis=-1):
+    if x.size == 0:
+        return x.copy()
     s = x - x.max(axis=axis, keepdims=True)
     return s - np.log(np.exp(s).sum(axis=axis, keepdims=True))
 
@@ -153,8 +157,16 @@ REDUCE_SAMPLES = [
     ((5,), {"axis": 0}),
     ((1, 3), {"axis": 1, "keepdims": True}),
     ((), {}),
+    ((), {"axis": 0}),
+    ((), {"axis": -1}),
     ((0, 3), {"axis": 1}),
 ]
+
+
+def _numpy_axis(x, kw):
+    """A 0-d input reduces over axis 0 or -1 as over None (PyTorch's rule, which np.mean and
+    np.var do not follow)."""
+    return {**kw, "axis": None} if x.ndim == 0 and "axis" in kw else kw
 
 
 def _reduction(name, method, ref, gen=normal):
@@ -163,7 +175,7 @@ def _reduction(name, method, ref, gen=normal):
         OpInfo(
             name,
             lambda x, kw=kw: getattr(x, method)(**kw),
-            lambda x, kw=kw: ref(x, **kw),
+            lambda x, kw=kw: ref(x, **_numpy_axis(x, kw)),
             [[shape]],
             (gen,),
             note=str(kw),
@@ -302,7 +314,7 @@ OP_INFOS = [
         lambda *xs: np.stack(xs, axis=1),
         [[(2, 3), (2, 3)], [(4,), (4,), (4,)]],
     ),
-    OpInfo("softmax", F.softmax, _np_softmax, [[(3, 5)], [(2, 3, 4)], [(1, 1)]]),
+    OpInfo("softmax", F.softmax, _np_softmax, [[(3, 5)], [(2, 3, 4)], [(1, 1)], [(5, 0, 0)]]),
     OpInfo(
         "softmax",
         lambda x: F.softmax(x, axis=0),
@@ -310,7 +322,9 @@ OP_INFOS = [
         [[(3, 5)]],
         note="axis=0",
     ),
-    OpInfo("log_softmax", F.log_softmax, _np_log_softmax, [[(3, 5)], [(2, 3, 4)], [(4,)]]),
+    OpInfo(
+        "log_softmax", F.log_softmax, _np_log_softmax, [[(3, 5)], [(2, 3, 4)], [(4,)], [(5, 0, 0)]]
+    ),
     OpInfo(
         "cross_entropy",
         F.cross_entropy,
@@ -390,11 +404,15 @@ NOT_SAMPLED_HERE = {
 
 
 def softmax_composed(x, axis=-1):
+    if x.size == 0:  # no row to normalise: the empty result of the fused op
+        return x * 1.0
     e = (x - x.max(axis=axis, keepdims=True).detach()).exp()
     return e / e.sum(axis=axis, keepdims=True)
 
 
 def log_softmax_composed(x, axis=-1):
+    if x.size == 0:
+        return x * 1.0
     s = x - x.max(axis=axis, keepdims=True).detach()
     return s - s.exp().sum(axis=axis, keepdims=True).log()
 

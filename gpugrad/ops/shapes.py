@@ -1,0 +1,135 @@
+"""Shape and indexing ops: reshape, transpose, broadcast_to, expand_dims, squeeze, getitem,
+setitem, concatenate, stack, and to_device."""
+
+from __future__ import annotations
+
+from ..device import move
+from ..dispatch import op
+from ..state import nondeterministic
+
+
+@op("reshape", saves=("x_shape",), view=True)
+def reshape(xp, x, *, shape):
+    return x.reshape(shape)
+
+
+@reshape.backward
+def reshape_backward(xp, dout, shape):
+    return (dout.reshape(shape),)
+
+
+@op("transpose", saves=("axes",), view=True)
+def transpose(xp, x, *, axes=None):
+    return x.transpose(axes)
+
+
+@transpose.backward
+def transpose_backward(xp, dout, axes):
+    if axes is None:
+        return (dout.transpose(),)
+    inverse = [0] * len(axes)
+    for i, a in enumerate(axes):
+        inverse[a % len(axes)] = i
+    return (dout.transpose(inverse),)
+
+
+@op("broadcast_to", view=True)
+def broadcast_to(xp, x, *, shape):
+    return xp.broadcast_to(x, shape)
+
+
+@broadcast_to.backward
+def broadcast_to_backward(xp, dout):
+    return (dout,)  # the engine sums the broadcast dims away
+
+
+@op("expand_dims", saves=("x_shape",), view=True)
+def expand_dims(xp, x, *, axis):
+    return xp.expand_dims(x, axis)
+
+
+expand_dims.backward(reshape_backward)
+
+
+@op("squeeze", saves=("x_shape",), view=True)
+def squeeze(xp, x, *, axis=None):
+    return xp.squeeze(x, axis)
+
+
+squeeze.backward(reshape_backward)
+
+
+def _is_basic_index(index) -> bool:
+    items = index if isinstance(index, tuple) else (index,)
+    return all(i is None or i is Ellipsis or isinstance(i, int | slice) for i in items)
+
+
+@op("getitem", saves=("x_shape", "index"), view=True, owns=True)
+def getitem(xp, x, *, index):
+    return x[index]
+
+
+@getitem.backward
+def getitem_backward(xp, dout, shape, index):
+    dx = xp.zeros(shape, dout.dtype)
+    if _is_basic_index(index):
+        dx[index] = dout  # basic indexing never repeats an element
+    else:
+        if xp.__name__ == "cupy":  # cupy.add.at scatters with atomicAdd
+            nondeterministic("getitem's backward with an integer-array index on the GPU")
+        xp.add.at(dx, index, dout)  # integer arrays may repeat: scatter-add
+    return (dx,)
+
+
+@op("setitem", saves=("index",), owns=(True, False))
+def setitem(xp, x, value, *, index):
+    """``x[index] = value`` as a new array (in-place writes record this, then copy back)."""
+    out = x.copy()
+    out[index] = value
+    return out
+
+
+@setitem.backward
+def setitem_backward(xp, dout, index):
+    dx = dout.copy()
+    dx[index] = 0  # overwritten elements no longer depend on x
+    return dx, dout[index]
+
+
+@op("concatenate", saves=("sizes", "axis"))
+def concatenate(xp, *xs, axis=0):
+    out = xp.concatenate(xs, axis=axis)
+    return out, {"sizes": [x.shape[axis] for x in xs]}
+
+
+@concatenate.backward
+def concatenate_backward(xp, dout, sizes, axis):
+    bounds = [0]
+    for s in sizes:
+        bounds.append(bounds[-1] + s)
+    index = [slice(None)] * dout.ndim
+    grads = []
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        index[axis] = slice(lo, hi)
+        grads.append(dout[tuple(index)])
+    return tuple(grads)
+
+
+@op("stack", saves=("count", "axis"), owns=True)
+def stack(xp, *xs, axis=0):
+    return xp.stack(xs, axis=axis), {"count": len(xs)}
+
+
+@stack.backward
+def stack_backward(xp, dout, count, axis):
+    return tuple(xp.take(dout, i, axis=axis) for i in range(count))
+
+
+@op("to_device", saves=("source",), owns=True)
+def to_device(xp, x, *, device, source):
+    return move(x, device)
+
+
+@to_device.backward
+def to_device_backward(xp, dout, source):
+    return (move(dout, source),)
