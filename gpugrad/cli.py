@@ -85,6 +85,10 @@ def _info(args) -> int:
 
         print(f"CUDA: unavailable ({_probe_cuda()})")
     print(f"ops in the table: {len(gg.OPS)}")
+    if args.ops:
+        from .dispatch import format_what_runs_where
+
+        print(format_what_runs_where())
     return 0
 
 
@@ -204,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(run=_demo)
     info = sub.add_parser("info", help="versions, devices and the op table size")
+    info.add_argument(
+        "--ops", action="store_true", help="also print which implementation runs each op where"
+    )
     info.set_defaults(run=_info)
     _add_train(sub)
     check = sub.add_parser(

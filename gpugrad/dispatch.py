@@ -52,16 +52,18 @@ KINDS = ("cpu", "cuda")  # device kinds a fast path registers for
 
 
 class FastPath:
-    """A registered fast path: the function, the device kind, the direction, and (for a
-    backward) which gradients it allocates afresh."""
+    """A registered fast path: the function, the device kind, the direction, (for a backward)
+    which gradients it allocates afresh, and the kernels it runs (CUDA kernel base names from
+    ``kernels/*.cu``, or Numba functions), which ``what_runs_where()`` reports."""
 
-    __slots__ = ("fn", "kind", "direction", "owns", "name")
+    __slots__ = ("fn", "kind", "direction", "owns", "kernels", "name")
 
-    def __init__(self, fn, kind, direction, owns):
+    def __init__(self, fn, kind, direction, owns=None, kernels=()):
         self.fn = fn
         self.kind = kind
         self.direction = direction
         self.owns = owns
+        self.kernels = tuple(kernels)
         self.name = f"{fn.__module__}.{fn.__qualname__}"
 
     def __repr__(self):
@@ -145,15 +147,16 @@ class Op:
         return f"<op {self.name}>"
 
     # ------------------------------------------------------------------ implementations
-    def fast(self, kind: str):
-        """Decorator: register a forward fast path for device ``kind`` ("cpu" or "cuda")."""
-        return self._register(kind, "forward", None)
+    def fast(self, kind: str, kernels=()):
+        """Decorator: register a forward fast path for device ``kind`` ("cpu" or "cuda")
+        that runs ``kernels``."""
+        return self._register(kind, "forward", None, kernels)
 
-    def fast_backward(self, kind: str, owns=False):
+    def fast_backward(self, kind: str, owns=False, kernels=()):
         """Decorator: register a backward fast path for ``kind``; ``owns`` as for the op."""
-        return self._register(kind, "backward", _owns_tuple(owns))
+        return self._register(kind, "backward", _owns_tuple(owns), kernels)
 
-    def _register(self, kind, direction, owns):
+    def _register(self, kind, direction, owns, kernels):
         if kind not in KINDS:
             raise ValueError(f"{self.name}: unknown device kind {kind!r}; one of {KINDS}")
 
@@ -161,7 +164,7 @@ class Op:
             paths = self.fast_paths if direction == "forward" else self.fast_backward_paths
             if any(p.fn is fn for p in paths[kind]):
                 raise ValueError(f"{self.name}: {fn.__qualname__} is registered twice")
-            paths[kind].append(FastPath(fn, kind, direction, owns))
+            paths[kind].append(FastPath(fn, kind, direction, owns, kernels))
             self._refresh()
             return fn
 
@@ -232,6 +235,41 @@ class Op:
 
     def __call__(self, *inputs, **attrs):
         return apply(self, inputs, attrs)
+
+
+def what_runs_where() -> list[dict]:
+    """One row per (op, device kind, direction) with a fast path: the paths in the order they
+    are tried (each with its kernels), then the reference. Ops with none run the reference
+    everywhere and have no row."""
+    rows = []
+    for name, o in sorted(OPS.items()):
+        for kind in KINDS:
+            for direction, paths in (
+                ("forward", o.fast_paths[kind]),
+                ("backward", o.fast_backward_paths[kind]),
+            ):
+                if paths:
+                    rows.append(
+                        {
+                            "op": name,
+                            "kind": kind,
+                            "direction": direction,
+                            "paths": [(p.name.removeprefix("gpugrad."), p.kernels) for p in paths],
+                        }
+                    )
+    return rows
+
+
+def format_what_runs_where() -> str:
+    """``what_runs_where()`` as the text table ``gpugrad info --ops`` prints."""
+    lines = [f"{'op':<34}{'device':<8}{'pass':<10}implementation (kernels), then the reference"]
+    for row in what_runs_where():
+        impl = "; ".join(f"{name} ({', '.join(kernels) or '-'})" for name, kernels in row["paths"])
+        lines.append(f"{row['op']:<34}{row['kind']:<8}{row['direction']:<10}{impl}")
+    plain = sorted(n for n, o in OPS.items() if not any(o.fast_paths.values()) and
+                   not any(o.fast_backward_paths.values()))  # fmt: skip
+    lines.append(f"reference only, on every device ({len(plain)}): {', '.join(plain)}")
+    return "\n".join(lines)
 
 
 def op(name, saves=(), differentiable=None, view=False, needed_by=None, owns=False):

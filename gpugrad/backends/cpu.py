@@ -55,7 +55,7 @@ def _softmax_xent_kernel(logits, targets, ignore_index, scale, per_row, dlogits)
 WIDE_ROWS = 128
 
 
-@fused.cross_entropy.fast("cpu")
+@fused.cross_entropy.fast("cpu", kernels=("_softmax_xent_kernel",))
 def cross_entropy(xp, logits, targets, *, reduction="mean", ignore_index=-100):
     # Numba has no float16 arrays: the reference computes those in float32.
     if logits.shape[1] > WIDE_ROWS or logits.dtype.itemsize < 4:
@@ -84,7 +84,7 @@ def _bce_logits_kernel(s, t, scale, per_item, ds):
     return total
 
 
-@fused.binary_cross_entropy_with_logits.fast("cpu")
+@fused.binary_cross_entropy_with_logits.fast("cpu", kernels=("_bce_logits_kernel",))
 def binary_cross_entropy_with_logits(xp, logits, targets, *, reduction="mean"):
     if logits.dtype.itemsize < 4:  # no float16 in Numba; the reference runs it in float32
         return NotImplemented
@@ -109,7 +109,7 @@ def _mse_kernel(y, t, factor, per_item, dy):
     return total
 
 
-@fused.mse_loss.fast("cpu")
+@fused.mse_loss.fast("cpu", kernels=("_mse_kernel",))
 def mse_loss(xp, input, targets, *, reduction="mean"):
     if input.dtype.itemsize < 4:  # no float16 in Numba; the reference runs it in float32
         return NotImplemented
@@ -219,7 +219,7 @@ def _kernel_takes(*arrays) -> bool:
     )
 
 
-@fused.bias_act.fast("cpu")
+@fused.bias_act.fast("cpu", kernels=("_bias_act_fwd_kernel", "numpy tanh"))
 def bias_act(xp, z, b, *, activation="relu", negative_slope=0.01):
     code = activations.check(activation, negative_slope)
     if not _kernel_takes(z, b) or b.shape != z.shape[-1:] or activation == "sigmoid":
@@ -235,7 +235,7 @@ def bias_act(xp, z, b, *, activation="relu", negative_slope=0.01):
     return out.reshape(z.shape)
 
 
-@fused.bias_act.fast_backward("cpu", owns=True)
+@fused.bias_act.fast_backward("cpu", owns=True, kernels=("_bias_act_bwd_kernel",))
 def bias_act_backward(xp, dout, out, activation, negative_slope, needs):
     """(dz, db) in one sweep; the identity (dz is dout itself) is left to the reference."""
     if activation == "identity" or not _kernel_takes(out) or dout.shape != out.shape:

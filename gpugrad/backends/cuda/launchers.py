@@ -55,46 +55,46 @@ def _map2(base, a, b, *scalars):
     return out
 
 
-@ops.relu.fast("cuda")
+@ops.relu.fast("cuda", kernels=("relu_fwd",))
 def relu(xp, x):
     return _map1("relu_fwd", x) if kernel_takes(x) else NotImplemented
 
 
-@ops.relu.fast_backward("cuda", owns=True)
+@ops.relu.fast_backward("cuda", owns=True, kernels=("relu_bwd",))
 def relu_backward(xp, dout, out):
     return (_map2("relu_bwd", dout, out),) if kernel_takes(dout, out) else NotImplemented
 
 
-@ops.leaky_relu.fast("cuda")
+@ops.leaky_relu.fast("cuda", kernels=("leaky_relu_fwd",))
 def leaky_relu(xp, x, *, negative_slope=0.01):
     if not kernel_takes(x):
         return NotImplemented
     return _map1("leaky_relu_fwd", x, negative_slope)
 
 
-@ops.leaky_relu.fast_backward("cuda", owns=True)
+@ops.leaky_relu.fast_backward("cuda", owns=True, kernels=("leaky_relu_bwd",))
 def leaky_relu_backward(xp, dout, x, negative_slope):
     if not kernel_takes(dout, x):
         return NotImplemented
     return (_map2("leaky_relu_bwd", dout, x, negative_slope),)
 
 
-@ops.sigmoid.fast("cuda")
+@ops.sigmoid.fast("cuda", kernels=("sigmoid_fwd",))
 def sigmoid(xp, x):
     return _map1("sigmoid_fwd", x) if kernel_takes(x) else NotImplemented
 
 
-@ops.sigmoid.fast_backward("cuda", owns=True)
+@ops.sigmoid.fast_backward("cuda", owns=True, kernels=("sigmoid_bwd",))
 def sigmoid_backward(xp, dout, out):
     return (_map2("sigmoid_bwd", dout, out),) if kernel_takes(dout, out) else NotImplemented
 
 
-@ops.tanh.fast("cuda")
+@ops.tanh.fast("cuda", kernels=("tanh_fwd",))
 def tanh(xp, x):
     return _map1("tanh_fwd", x) if kernel_takes(x) else NotImplemented
 
 
-@ops.tanh.fast_backward("cuda", owns=True)
+@ops.tanh.fast_backward("cuda", owns=True, kernels=("tanh_bwd",))
 def tanh_backward(xp, dout, out):
     return (_map2("tanh_bwd", dout, out),) if kernel_takes(dout, out) else NotImplemented
 
@@ -102,7 +102,7 @@ def tanh_backward(xp, dout, out):
 # ----------------------------------------------------------------------------- bias + act
 
 
-@fused.bias_act.fast("cuda")
+@fused.bias_act.fast("cuda", kernels=("bias_act_fwd",))
 def bias_act(xp, z, b, *, activation="relu", negative_slope=0.01):
     """act(z + b) for z (..., C) and b (C,) in one pass."""
     code = activations.check(activation, negative_slope)
@@ -120,7 +120,7 @@ def bias_act(xp, z, b, *, activation="relu", negative_slope=0.01):
     return out
 
 
-@fused.bias_act.fast_backward("cuda", owns=True)
+@fused.bias_act.fast_backward("cuda", owns=True, kernels=("bias_act_bwd",))
 def bias_act_backward(xp, dout, out, activation, negative_slope, needs):
     """(dz, db) in one kernel from the saved output.
 
@@ -184,12 +184,12 @@ def _softmax_fwd(base, x, axis):
     return restore(out)
 
 
-@ops.softmax.fast("cuda")
+@ops.softmax.fast("cuda", kernels=("softmax_fwd_warp", "softmax_fwd_block"))
 def softmax(xp, x, *, axis=-1):
     return _softmax_fwd("softmax_fwd", x, axis)
 
 
-@ops.log_softmax.fast("cuda")
+@ops.log_softmax.fast("cuda", kernels=("log_softmax_fwd_warp", "log_softmax_fwd_block"))
 def log_softmax(xp, x, *, axis=-1):
     return _softmax_fwd("log_softmax_fwd", x, axis)
 
@@ -205,17 +205,19 @@ def _softmax_bwd(base, dout, out, axis):
     return (restore(dx),)
 
 
-@ops.softmax.fast_backward("cuda", owns=True)
+@ops.softmax.fast_backward("cuda", owns=True, kernels=("softmax_bwd_warp", "softmax_bwd_block"))
 def softmax_backward(xp, dout, out, axis):
     return _softmax_bwd("softmax_bwd", dout, out, axis)
 
 
-@ops.log_softmax.fast_backward("cuda", owns=True)
+@ops.log_softmax.fast_backward(
+    "cuda", owns=True, kernels=("log_softmax_bwd_warp", "log_softmax_bwd_block")
+)
 def log_softmax_backward(xp, dout, out, axis):
     return _softmax_bwd("log_softmax_bwd", dout, out, axis)
 
 
-@fused.cross_entropy.fast("cuda")
+@fused.cross_entropy.fast("cuda", kernels=("xent_fwd_warp", "xent_fwd_block"))
 def cross_entropy(xp, logits, targets, *, reduction="mean", ignore_index=-100):
     if logits.ndim != 2 or logits.shape[1] == 0 or not kernel_takes(logits):
         return NotImplemented
@@ -269,7 +271,7 @@ def _pointwise_loss(base, a, b, reduction, factor):
     return out, grad.reshape(shape)
 
 
-@fused.binary_cross_entropy_with_logits.fast("cuda")
+@fused.binary_cross_entropy_with_logits.fast("cuda", kernels=("bce_logits_fwd",))
 def binary_cross_entropy_with_logits(xp, logits, targets, *, reduction="mean"):
     if logits.shape != targets.shape or not kernel_takes(logits, targets):
         return NotImplemented
@@ -278,7 +280,7 @@ def binary_cross_entropy_with_logits(xp, logits, targets, *, reduction="mean"):
     return out, {"dlogits": dlogits, "scale": scale}
 
 
-@fused.mse_loss.fast("cuda")
+@fused.mse_loss.fast("cuda", kernels=("mse_fwd",))
 def mse_loss(xp, input, targets, *, reduction="mean"):
     if input.shape != targets.shape or not kernel_takes(input, targets):
         return NotImplemented
@@ -290,7 +292,7 @@ def mse_loss(xp, input, targets, *, reduction="mean"):
 # ----------------------------------------------------------------------------- matmul
 
 
-@ops.matmul.fast("cuda")
+@ops.matmul.fast("cuda", kernels=("matmul_tiled_vec", "matmul_tiled_scalar"))
 def matmul(xp, x, y):
     """The tiled kernel when gg.config.matmul == "custom" and both operands are 2-D of one
     float dtype; cupy.matmul (cuBLAS, the reference) otherwise."""
@@ -305,7 +307,7 @@ def matmul(xp, x, y):
     return matmul_tiled(x, y)
 
 
-@ops.linear.fast("cuda")
+@ops.linear.fast("cuda", kernels=("matmul_tiled_vec", "matmul_tiled_scalar"))
 def linear(xp, x, w):
     """x @ w.T through the tiled kernel when gg.config.matmul == "custom" and x is 2-D; cuBLAS
     (and the reference's shape and dtype errors) otherwise."""
