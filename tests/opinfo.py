@@ -400,7 +400,7 @@ NOT_SAMPLED_HERE = {
 
 # ----------------------------------------------------------------------------- compositions
 # Fused ops written with unfused table entries only: the fused kernels must agree with these
-# (RELIABILITY.md row 23). Each takes the arguments its entry's ``fn`` takes.
+# (reliability row 23 in tests/README.md). Each takes the arguments its entry's ``fn`` takes.
 
 
 def softmax_composed(x, axis=-1):
@@ -485,7 +485,7 @@ for _info in _entries("bias_act"):
 
 # ----------------------------------------------------------------------------- kinks
 # Inputs exactly on a kink and the subgradient of out.sum() the project documents there
-# (README "Conventions"; RELIABILITY.md row 9). Finite differences cannot check these.
+# (README "Conventions"; reliability row 9 in tests/README.md). Finite differences cannot check these.
 
 _f = np.array
 _entries("relu")[0].kink = ([_f([-1.0, 0.0, 2.0])], [_f([0.0, 0.0, 1.0])])

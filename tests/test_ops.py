@@ -67,7 +67,7 @@ def test_every_op_in_the_table_has_samples():
     assert not missing, f"ops without an entry in tests/opinfo.py: {missing}"
 
 
-def test_the_samples_cover_the_shapes_the_issue_asks_for():
+def test_the_samples_cover_0d_empty_size1_and_broadcast_shapes():
     shapes = [s for info in OP_INFOS for sample in info.shapes for s in sample]
     assert () in shapes, "no 0-d sample"
     assert any(0 in s for s in shapes), "no size-0 sample"
@@ -133,7 +133,7 @@ def test_grads_have_input_shapes_and_dtypes_and_inputs_stay_unchanged(info, shap
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("info, shapes", CASES)
 def test_strided_and_transposed_inputs_match_contiguous_copies(info, shapes, dtype, layout, device):
-    """RELIABILITY.md row 6: kernels handle strides or make the input contiguous themselves."""
+    """Reliability row 6: kernels handle strides or make the input contiguous themselves."""
     arrays = info.make_inputs(np.random.default_rng(5), shapes, dtype)
     moved = [relayout(a, layout) for a in arrays]
     if all(m.flags.c_contiguous for m in moved):
@@ -150,7 +150,7 @@ def test_strided_and_transposed_inputs_match_contiguous_copies(info, shapes, dty
 
 @pytest.mark.parametrize("info", KINKS)
 def test_grad_at_kinks_is_the_documented_subgradient(info, device):
-    """RELIABILITY.md row 9: relu'(0) = 0, abs'(0) = 0, ties split evenly, clip passes."""
+    """Reliability row 9: relu'(0) = 0, abs'(0) = 0, ties split evenly, clip passes."""
     arrays, expected = info.kink
     for dtype in (np.float32, np.float64):
         cast = [a.astype(dtype) if a.dtype.kind == "f" else a for a in arrays]
@@ -166,7 +166,7 @@ def test_grad_at_kinks_is_the_documented_subgradient(info, device):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("info, shapes", FUSED)
 def test_fused_op_matches_its_composition(info, shapes, dtype, device):
-    """RELIABILITY.md row 23: one semantics, whichever kernel runs."""
+    """Reliability row 23: one semantics, whichever kernel runs."""
     arrays = info.make_inputs(np.random.default_rng(6), shapes, dtype)
     out, grads = _grads(info, arrays, device)
     composed = type(info)(**{**info.__dict__, "fn": info.composed})
@@ -182,7 +182,7 @@ def test_fused_op_matches_its_composition(info, shapes, dtype, device):
 @pytest.mark.gpu
 @pytest.mark.parametrize("info, shapes", CASES)
 def test_cpu_and_gpu_agree_on_values_and_grads(info, shapes):
-    """RELIABILITY.md row 21: float32 forward within assert_close's defaults, grads looser."""
+    """Reliability row 21: float32 forward within assert_close's defaults, grads looser."""
     reason = gg.cuda.unavailable_reason()
     if reason is not None:
         pytest.skip(f"no CUDA device: {reason}")

@@ -1,8 +1,8 @@
-"""RELIABILITY.md, row by row: each test is named after its row (``test_rowNN_...``) and runs on
-the CPU and, through the ``device`` fixture, on a GPU where there is one. Rows that older tests
-already cover keep those tests too; ``tests/README.md`` maps every row to its tests. Also here:
-anomaly mode, in-place safety, and GPU faults (out of memory, kernel errors), issue 5's items
-4, 5 and 7."""
+"""The reliability contract of ``tests/README.md`` (the bad inputs gpugrad must survive), row by
+row: each test is named after its row (``test_rowNN_...``) and runs on the CPU and, through the
+``device`` fixture, on a GPU where there is one. Rows that other tests already cover keep those
+tests too; ``tests/README.md`` maps every row to its tests. Also here: anomaly mode, in-place
+safety, and GPU faults (out of memory, kernel errors)."""
 
 from __future__ import annotations
 
