@@ -102,13 +102,15 @@ def cuda_defines() -> str:
 # ----------------------------------------------------------------------------- on whole arrays
 # The reference implementation: the rules above over lists of arrays (NumPy or CuPy), one hp
 # row per parameter, in place. Every value is taken to float64 first and rounded once when
-# stored, as the kernels do. A row whose "active" column is 0 is skipped.
+# stored, as the kernels do. A row whose "active" column is 0 is skipped. IEEE results (inf,
+# NaN) are the answer, as in the kernels, so NumPy's floating-point warnings stay off.
 
 
 def _f64(a):
     return a.astype(np.float64)
 
 
+@np.errstate(all="ignore")
 def sgd_rows(params, grads, bufs, hp) -> None:
     """SGD over every parameter; ``bufs[k]`` may be None where row k's momentum is 0."""
     for k, (p, g) in enumerate(zip(params, grads, strict=True)):
@@ -124,6 +126,7 @@ def sgd_rows(params, grads, bufs, hp) -> None:
         p[...] = new_p
 
 
+@np.errstate(all="ignore")
 def adam_rows(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, hp) -> None:
     """Adam/AdamW over every parameter; ``max_exp_avg_sqs[k]`` may be None without AMSGrad."""
     for k, (p, g) in enumerate(zip(params, grads, strict=True)):
