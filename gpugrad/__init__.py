@@ -8,9 +8,9 @@
 (-8.0, 4.0, 4.0, -2.0)
 """
 
-from . import backends, cuda, distributed, functional, nn, optim, viz  # noqa: F401
+from . import autograd, backends, cuda, distributed, functional, nn, optim, viz  # noqa: F401
 from .anomaly import detect_anomaly
-from .autograd import enable_grad, is_grad_enabled, no_grad
+from .autograd import grad
 from .creation import (
     abs,
     arange,
@@ -48,7 +48,8 @@ from .creation import (
 from .crosscheck import CrossCheckError, crosscheck
 from .device import OutOfMemoryError, cuda_device_count, cuda_is_available
 from .dispatch import OPS
-from .gradcheck import GradcheckError, gradcheck
+from .engine import enable_grad, is_grad_enabled, no_grad
+from .gradcheck import GradcheckError, gradcheck, gradgradcheck
 from .state import config
 from .tensor import Tensor, bool_, float16, float32, float64, from_dlpack, int32, int64, tensor
 
@@ -57,6 +58,7 @@ __version__ = "0.1.0"
 __all__ = [
     "OPS",
     "GradcheckError",
+    "autograd",
     "OutOfMemoryError",
     "Tensor",
     "abs",
@@ -83,7 +85,9 @@ __all__ = [
     "from_dlpack",
     "full",
     "functional",
+    "grad",
     "gradcheck",
+    "gradgradcheck",
     "int32",
     "int64",
     "is_grad_enabled",

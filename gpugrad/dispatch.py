@@ -44,8 +44,8 @@ import numpy as np
 
 from . import state
 from .anomaly import on_forward
-from .autograd import Node
 from .device import out_of_memory
+from .engine import Node
 
 OPS: dict[str, Op] = {}  # every op in the table, by name
 KINDS = ("cpu", "cuda")  # device kinds a fast path registers for
@@ -87,6 +87,7 @@ class Op:
         view=False,
         needed_by=None,
         owns=False,
+        composed=None,
     ):
         if name in OPS:
             raise ValueError(f"op {name!r} is defined twice")
@@ -96,6 +97,9 @@ class Op:
         self.fwd = fwd
         self.bwd = None
         self.owns = _owns_tuple(owns)
+        # The op written with other ops, against a namespace of recorded ops: what gradients
+        # of gradients differentiate for an op whose backward reads precomputed arrays.
+        self.composed = composed
         # Fast paths per device kind, tried in registration order before the reference.
         self.fast_paths = {kind: [] for kind in KINDS}
         self.fast_backward_paths = {kind: [] for kind in KINDS}
@@ -113,6 +117,9 @@ class Op:
             if p.kind is p.KEYWORD_ONLY and p.default is not inspect.Parameter.empty
         }
         self.inputs = tuple(inputs)
+        self.attr_names = tuple(attrs)
+        if composed is not None and not set(inputs) <= set(saves):
+            raise ValueError(f"op {name!r}: a composed form needs every input in saves={saves}")
         self.differentiable = differentiable  # None: every input; else a tuple of bools
         self.saves = tuple(saves)
         self._getters = []
@@ -272,10 +279,12 @@ def format_what_runs_where() -> str:
     return "\n".join(lines)
 
 
-def op(name, saves=(), differentiable=None, view=False, needed_by=None, owns=False):
+def op(name, saves=(), differentiable=None, view=False, needed_by=None, owns=False, composed=None):
     """Declare an op from its forward function; attach the backward with ``@<op>.backward``.
 
     ``needed_by={"x": "y"}`` says the saved input x serves only the gradient of input y.
+    ``composed(xp, *inputs, **attrs)`` is the op written with other ops (for gradients of
+    gradients through fused ops; ``graph.py``).
     """
 
     def wrap(fwd):
@@ -287,6 +296,7 @@ def op(name, saves=(), differentiable=None, view=False, needed_by=None, owns=Fal
             view=view,
             needed_by=needed_by,
             owns=owns,
+            composed=composed,
         )
 
     return wrap
@@ -433,4 +443,5 @@ def _record(op, inputs, arrays, attrs, out, extras, result, xp):
         out.shape,
         out.dtype,
         xp,
+        inputs[0].device,
     )

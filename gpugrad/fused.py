@@ -55,11 +55,34 @@ def _times_rows(xp, d, dout):
     return d * (dout[:, None] if dout.ndim else dout)
 
 
+# Each loss also has a composed form: the same function written with other ops, against a
+# namespace of recorded ops (``gpugrad.graph``). Gradients of gradients differentiate it, since
+# the fused backward reads precomputed arrays; so these losses also save their inputs and
+# attributes (references to arrays that are alive anyway, no copies).
+
+
+def _reduced(per_item, reduction, count):
+    if reduction == "none":
+        return per_item
+    total = per_item.sum()
+    return total if reduction == "sum" else total / count  # 0 / 0 is NaN, as in the forward
+
+
+def _cross_entropy_composed(xp, logits, targets, *, reduction="mean", ignore_index=-100):
+    valid = targets != ignore_index
+    safe = xp.where(valid, targets, 0)
+    shifted = logits - logits.max(axis=1, keepdims=True).detach()
+    lse = xp.log(xp.exp(shifted).sum(axis=1))
+    per_row = xp.where(valid, lse - shifted[xp.arange(logits.shape[0]), safe], 0.0)
+    return _reduced(per_row, reduction, int(valid.sum().item()))
+
+
 @op(
     "cross_entropy",
-    saves=("dlogits",),
+    saves=("dlogits", "logits", "targets", "reduction", "ignore_index"),
     differentiable=(True, False),
     owns=True,
+    composed=_cross_entropy_composed,
 )
 def cross_entropy(xp, logits, targets, *, reduction="mean", ignore_index=-100):
     """Softmax cross-entropy over classes (axis 1), log-sum-exp stable; saves (p - onehot)/N."""
@@ -83,14 +106,21 @@ def cross_entropy(xp, logits, targets, *, reduction="mean", ignore_index=-100):
 
 
 @cross_entropy.backward
-def cross_entropy_backward(xp, dout, dlogits):
+def cross_entropy_backward(xp, dout, dlogits, *_for_composed):
     return _times_rows(xp, dlogits, dout), None
+
+
+def _bce_with_logits_composed(xp, logits, targets, *, reduction="mean"):
+    s, t = logits, targets
+    per_item = xp.maximum(s, 0) - s * t + xp.log(1 + xp.exp(-xp.abs(s)))
+    return _reduced(per_item, reduction, s.size)
 
 
 @op(
     "binary_cross_entropy_with_logits",
-    saves=("dlogits", "logits", "scale"),
+    saves=("dlogits", "logits", "scale", "targets", "reduction"),
     owns=True,
+    composed=_bce_with_logits_composed,
 )
 def binary_cross_entropy_with_logits(xp, logits, targets, *, reduction="mean"):
     """max(s, 0) - s*t + log1p(exp(-|s|)): finite for any logit; d/ds = sigmoid(s) - t."""
@@ -107,11 +137,23 @@ def binary_cross_entropy_with_logits(xp, logits, targets, *, reduction="mean"):
 
 
 @binary_cross_entropy_with_logits.backward
-def binary_cross_entropy_with_logits_backward(xp, dout, dlogits, logits, scale):
+def binary_cross_entropy_with_logits_backward(xp, dout, dlogits, logits, scale, *_for_composed):
     return dlogits * dout, -logits * (scale * dout)
 
 
-@op("binary_cross_entropy", saves=("dinput", "dtarget"), owns=True)
+def _bce_composed(xp, input, targets, *, reduction="mean"):
+    y, t = input, targets
+    log_y = xp.maximum(xp.log(y), -100)
+    log_1my = xp.maximum(xp.log(1 - y), -100)
+    return _reduced(-(t * log_y + (1 - t) * log_1my), reduction, y.size)
+
+
+@op(
+    "binary_cross_entropy",
+    saves=("dinput", "dtarget", "input", "targets", "reduction"),
+    owns=True,
+    composed=_bce_composed,
+)
 def binary_cross_entropy(xp, input, targets, *, reduction="mean"):
     """-(t log y + (1 - t) log(1 - y)) on probabilities; logs clamped at -100 as in PyTorch."""
     if input.dtype == xp.float16:
@@ -127,11 +169,21 @@ def binary_cross_entropy(xp, input, targets, *, reduction="mean"):
 
 
 @binary_cross_entropy.backward
-def binary_cross_entropy_backward(xp, dout, dinput, dtarget):
+def binary_cross_entropy_backward(xp, dout, dinput, dtarget, *_for_composed):
     return dinput * dout, dtarget * dout
 
 
-@op("mse_loss", saves=("dinput",), owns=True)
+def _mse_composed(xp, input, targets, *, reduction="mean"):
+    diff = input - targets
+    return _reduced(diff * diff, reduction, diff.size)
+
+
+@op(
+    "mse_loss",
+    saves=("dinput", "input", "targets", "reduction"),
+    owns=True,
+    composed=_mse_composed,
+)
 def mse_loss(xp, input, targets, *, reduction="mean"):
     """(y - t)^2, summed or averaged; d/dy = 2 (y - t) / N for "mean"."""
     if input.dtype == xp.float16:
@@ -142,12 +194,28 @@ def mse_loss(xp, input, targets, *, reduction="mean"):
 
 
 @mse_loss.backward
-def mse_loss_backward(xp, dout, dinput):
+def mse_loss_backward(xp, dout, dinput, *_for_composed):
     d = dinput * dout
     return d, -d
 
 
-@op("multi_margin_loss", saves=("dscores",), differentiable=(True, False), owns=True)
+def _multi_margin_composed(xp, scores, targets, *, p=1, margin=1.0, reduction="mean"):
+    n, c = scores.shape
+    picked = scores[xp.arange(n), targets]
+    gaps = margin - picked.reshape(n, 1) + scores
+    others = xp.where(targets.reshape(n, 1) == xp.arange(c), 0.0, 1.0).astype(scores.dtype)
+    hinge = gaps.relu() * others  # the target's own column never counts
+    per_row = (hinge if p == 1 else hinge * hinge).sum(axis=1) / c
+    return _reduced(per_row, reduction, n)
+
+
+@op(
+    "multi_margin_loss",
+    saves=("dscores", "scores", "targets", "p", "margin", "reduction"),
+    differentiable=(True, False),
+    owns=True,
+    composed=_multi_margin_composed,
+)
 def multi_margin_loss(xp, scores, targets, *, p=1, margin=1.0, reduction="mean"):
     """Hinge loss: sum over i != y of max(0, margin - x[y] + x[i])^p, divided by C."""
     if scores.dtype == xp.float16:
@@ -167,7 +235,7 @@ def multi_margin_loss(xp, scores, targets, *, p=1, margin=1.0, reduction="mean")
 
 
 @multi_margin_loss.backward
-def multi_margin_loss_backward(xp, dout, dscores):
+def multi_margin_loss_backward(xp, dout, dscores, *_for_composed):
     return _times_rows(xp, dscores, dout), None
 
 

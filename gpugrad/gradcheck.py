@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .autograd import no_grad
+from .engine import no_grad
 from .tensor import Tensor
 
 
@@ -123,6 +123,82 @@ def _check_directions(fn, leaves, checked, scalar, eps, atol, rtol, seed, n_dire
                 f"gradcheck (random direction {d} of {n_directions}, seed {seed}): the "
                 f"directional derivative along a unit direction through inputs {checked} is "
                 f"{analytic!r} analytically but {numeric!r} by central differences "
+                f"(|diff| {abs(analytic - numeric):.3g} > atol {atol} + rtol {rtol} * |numeric|)"
+            )
+    return True
+
+
+def gradgradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0, n_directions=4) -> bool:
+    """Check second derivatives: the gradient of the gradient against finite differences.
+
+    With random cotangents v (for fn's output) and w (for the gradient), the scalar
+    S(x) = <w, d<v, fn(x)>/dx> is differentiated once more with ``create_graph`` gradients
+    and compared along ``n_directions`` random unit directions u with
+    (S(x + eps u) - S(x - eps u)) / (2 eps), where each S is a first-order gradient. float64
+    on the CPU, like ``gradcheck``. Returns True or raises GradcheckError.
+
+    >>> import gpugrad as gg
+    >>> gg.gradgradcheck(lambda x: (x * x * x).sum(), [gg.tensor([1.0, -2.0], requires_grad=True)])
+    True
+    """
+    from .autograd import grad
+
+    if isinstance(inputs, Tensor):
+        inputs = [inputs]
+    leaves = _as_float64_leaves(inputs)
+    checked = [i for i, x in enumerate(leaves) if isinstance(x, Tensor) and x.requires_grad]
+    if not checked:
+        raise ValueError("gradgradcheck: no input has requires_grad=True, nothing to check")
+    xs = [leaves[i] for i in checked]
+    rng = np.random.default_rng(seed)
+    out = fn(*leaves)
+    v = Tensor(rng.standard_normal(out.shape)) if out.size != 1 else None
+    w = [rng.standard_normal(x.shape) for x in xs]
+
+    def first(create_graph):
+        o = fn(*leaves)
+        if not o.requires_grad:
+            return [None] * len(xs)
+        return grad(o, xs, v, create_graph=create_graph, allow_unused=True)
+
+    def s_value():
+        gs = first(False)
+        return sum(
+            float((g.numpy() * wi).sum()) for g, wi in zip(gs, w, strict=True) if g is not None
+        )
+
+    gs = first(True)
+    terms = [(g * Tensor(wi)).sum() for g, wi in zip(gs, w, strict=True)
+             if g is not None and g.requires_grad]  # fmt: skip
+    if terms:
+        total = terms[0]
+        for t in terms[1:]:
+            total = total + t
+        second = grad(total, xs, allow_unused=True)
+    else:  # the gradient does not depend on the inputs: every second derivative is 0
+        second = [None] * len(xs)
+    hess_w = [np.zeros(x.shape) if h is None else h.numpy().astype(np.float64)
+              for h, x in zip(second, xs, strict=True)]  # fmt: skip
+    for d in range(n_directions):
+        dirs = [rng.standard_normal(x.shape) for x in xs]
+        norm = np.sqrt(sum(float((u * u).sum()) for u in dirs)) or 1.0
+        dirs = [u / norm for u in dirs]
+        analytic = sum(float((h * u).sum()) for h, u in zip(hess_w, dirs, strict=True))
+        originals = [x.data.copy() for x in xs]
+        for x, u, o in zip(xs, dirs, originals, strict=True):
+            x.data[...] = o + eps * u
+        plus = s_value()
+        for x, u, o in zip(xs, dirs, originals, strict=True):
+            x.data[...] = o - eps * u
+        minus = s_value()
+        for x, o in zip(xs, originals, strict=True):
+            x.data[...] = o
+        numeric = (plus - minus) / (2 * eps)
+        if abs(analytic - numeric) > atol + rtol * abs(numeric):
+            raise GradcheckError(
+                f"gradgradcheck (random direction {d} of {n_directions}, seed {seed}): the "
+                f"second directional derivative through inputs {checked} is {analytic!r} "
+                f"analytically but {numeric!r} by central differences of the gradient "
                 f"(|diff| {abs(analytic - numeric):.3g} > atol {atol} + rtol {rtol} * |numeric|)"
             )
     return True

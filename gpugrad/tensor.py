@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import autograd, ops, state
+from . import engine, graph, ops, state
 from .device import device_of, move, parse_device, xp_for
 from .dispatch import apply
 from .tensor_methods import TensorMethods
@@ -145,6 +145,18 @@ class Tensor(TensorMethods):
         t._version = self._version
         return t
 
+    def astype(self, dtype) -> Tensor:
+        """NumPy's spelling of ``.to(dtype)``: the values in another dtype (differentiable)."""
+        return self.to(dtype)
+
+    def clone(self) -> Tensor:
+        """A copy in new memory that stays in the graph (its gradient flows back to self)."""
+        if self._requires_grad and state.grad_mode.enabled:
+            return apply(ops.cast, (self,), {"dtype": self.dtype})
+        return Tensor._wrap(self.data.copy(), self.device)
+
+    copy = clone
+
     def to(self, target, dtype=None) -> Tensor:
         """Move to a device (``"cpu"``, ``"cuda"``, ``"cuda:1"``) and/or convert the dtype."""
         out = self
@@ -201,28 +213,55 @@ class Tensor(TensorMethods):
     __hash__ = object.__hash__  # tensors are dict keys by identity, like PyTorch's
 
     # ------------------------------------------------------------------ autograd
-    def backward(self, gradient=None, retain_graph: bool = False) -> None:
-        """Accumulate d(self)/d(leaf) into the ``.grad`` of every leaf that requires grad."""
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+        """Accumulate d(self)/d(leaf) into the ``.grad`` of every leaf that requires grad.
+
+        ``gradient``: d(loss)/d(self) for a non-scalar tensor. ``create_graph=True`` records the
+        backward itself, so the gradients can be differentiated again; ``retain_graph`` defaults
+        to it. ``inputs``: accumulate only into these tensors' ``.grad`` (leaves or not).
+        """
         if not self._requires_grad:
             raise RuntimeError(
                 "backward: this tensor does not require grad and has no graph; set "
                 "requires_grad=True on an input before computing it"
             )
+        seed = self._seed(gradient, "backward", create_graph)
+        if inputs is None:
+            graph.run_backward([self], [seed], retain_graph, create_graph)
+            return
+        inputs = graph.check_inputs("backward", inputs)
+        grads = graph.run_backward([self], [seed], retain_graph, create_graph, inputs)
+        for t, g in zip(inputs, grads, strict=True):
+            if g is None:
+                continue
+            g = g if isinstance(g, Tensor) else Tensor._wrap(g, t.device)
+            t._grad = g if t._grad is None else t._grad + g
+
+    def _seed(self, gradient, what, create_graph):
+        """d(root)/d(self): ones for a scalar, else the given gradient (checked); a tensor
+        under create_graph (it may itself require grad), else an array."""
         if gradient is None:
             if self.size != 1:
                 raise RuntimeError(
-                    f"backward: grad can be implicitly created only for scalar outputs, but this "
+                    f"{what}: grad can be implicitly created only for scalar outputs, but this "
                     f"tensor has shape {self.shape}; pass gradient= of that shape or reduce "
                     "it first (e.g. .sum())"
                 )
             g = self._xp.ones(self.data.shape, self.dtype)
+        elif create_graph and isinstance(gradient, Tensor):
+            if gradient.shape != self.shape or gradient.device != self.device:
+                raise ValueError(
+                    f"{what}: gradient {gradient.shape} on {gradient.device} does not match "
+                    f"the tensor {self.shape} on {self.device}"
+                )
+            return gradient.to(self.dtype)
         else:
             g = _to_array(gradient, self.dtype, self.device).copy()
             if g.shape != self.data.shape:
                 raise ValueError(
-                    f"backward: gradient has shape {g.shape} but the tensor has shape {self.shape}"
+                    f"{what}: gradient has shape {g.shape} but the tensor has shape {self.shape}"
                 )
-        autograd.run_backward(self, g, retain_graph)
+        return Tensor._wrap(g, self.device) if create_graph else g
 
     # ------------------------------------------------------------------ operators
     def _operand(self, other) -> Tensor:
@@ -304,6 +343,29 @@ class Tensor(TensorMethods):
     def __ge__(self, o):
         return self._compare(o, lambda a, b: a >= b)
 
+    # Logical operators on boolean tensors (masks): values only, never a gradient.
+    def _logical(self, other, fn):
+        other = self._operand(other)
+        return Tensor._wrap(fn(self.data, other.data), self.device)
+
+    def __and__(self, o):
+        return self._logical(o, lambda a, b: a & b)
+
+    __rand__ = __and__
+
+    def __or__(self, o):
+        return self._logical(o, lambda a, b: a | b)
+
+    __ror__ = __or__
+
+    def __xor__(self, o):
+        return self._logical(o, lambda a, b: a ^ b)
+
+    __rxor__ = __xor__
+
+    def __invert__(self):
+        return Tensor._wrap(~self.data, self.device)
+
     def __getitem__(self, index):
         return apply(ops.getitem, (self,), {"index": _index_arrays(index, self.device)})
 
@@ -354,7 +416,7 @@ class Tensor(TensorMethods):
             snap._node = self._node
             operands = [snap] + [self._operand(a) for a in args]
             return self._assign(apply(fn, tuple(operands), attrs))
-        with autograd.no_grad():
+        with engine.no_grad():
             operands = [self] + [self._operand(a) for a in args]
             return self._assign(apply(fn, tuple(operands), attrs))
 

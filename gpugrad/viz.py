@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .autograd import Node
+from .engine import Node
 from .tensor import Tensor
 
 

@@ -141,6 +141,15 @@ def _np_setitem(x, v):
     return out
 
 
+_SCATTER_INDEX = np.array([0, 2, 0, 3, 2])  # rows 0 and 2 receive twice
+
+
+def _np_scatter_add(x, v):
+    out = x.copy()
+    np.add.at(out, _SCATTER_INDEX, v)
+    return out
+
+
 def _setitem(x, v):
     y = x * 1  # a non-leaf, so the in-place write records the setitem op
     y[1:3] = v
@@ -302,6 +311,13 @@ OP_INFOS = [
     ),
     OpInfo("getitem", lambda x: x[x.numpy() > 0], lambda x: x[x > 0], [[(4, 3)]], note="mask"),
     OpInfo("setitem", _setitem, _np_setitem, [[(4, 3), (2, 3)], [(4, 3), (3,)], [(5,), ()]]),
+    OpInfo(
+        "scatter_add",
+        lambda x, v: gg.OPS["scatter_add"](x, v, index=_SCATTER_INDEX),
+        _np_scatter_add,
+        [[(4, 3), (5, 3)], [(4, 3), (3,)], [(4,), (5,)]],
+        note="repeated rows add up",
+    ),
     OpInfo(
         "concatenate",
         lambda *xs: gg.concatenate(xs, axis=1),

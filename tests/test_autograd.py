@@ -10,7 +10,7 @@ import pytest
 
 import gpugrad as gg
 import gpugrad.functional as F
-from gpugrad.autograd import Node
+from gpugrad.engine import Node
 
 
 def test_a_100000_op_chain_backpropagates_without_recursion():

@@ -17,7 +17,7 @@ import pytest
 import gpugrad as gg
 import gpugrad.functional as F
 from gpugrad import nn, optim
-from gpugrad.autograd import Node
+from gpugrad.engine import Node
 
 STEPS = 2000
 WARMUP = 200  # caches (Numba dispatch, optimizer buckets, tables) fill during these

@@ -293,3 +293,23 @@ def test_every_registered_fast_path_is_reached_by_some_sample(kind):
     assert not unsampled, f"fast paths of ops without op-info samples: {unsampled}"
     never = sorted(key for key, n in reached.items() if n == 0)
     assert not never, f"registered fast paths that no sample reaches: {never}"
+
+
+# ----------------------------------------------------------------------------- second order
+# Gradients of gradients (create_graph=True): every op's backward runs again on recorded
+# tensors, or, for fused ops, their composed form is differentiated. gradgradcheck compares the
+# gradient of the gradient with central differences of the first gradient.
+
+GRADGRAD_SKIPS = {
+    "cast": "float32 rounding defeats eps=1e-6 (as for its first derivative)",
+}
+
+
+@pytest.mark.parametrize("info, shapes", CASES)
+def test_second_derivatives_match_finite_differences(info, shapes):
+    if info.name in GRADGRAD_SKIPS:
+        pytest.skip(f"{info.name}: {GRADGRAD_SKIPS[info.name]}")
+    rng = np.random.default_rng(9)
+    arrays = info.make_inputs(rng, shapes, np.float64)
+    inputs = _tensors(info, arrays, "cpu", requires_grad=True)
+    assert gg.gradgradcheck(info.fn, inputs, n_directions=2)

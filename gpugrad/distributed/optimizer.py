@@ -24,8 +24,8 @@ import hashlib
 
 import numpy as np
 
-from ..autograd import enable_grad, no_grad
 from ..device import xp_for
+from ..engine import enable_grad, no_grad
 from ..optim.optimizer import Optimizer
 from ..tensor import Tensor
 from . import comm

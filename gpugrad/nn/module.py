@@ -14,8 +14,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..autograd import no_grad
 from ..device import move, parse_device
+from ..engine import no_grad
 from ..tensor import Tensor
 
 

@@ -128,8 +128,10 @@ def matmul_backward(xp, dout, x, y, x_shape, y_shape, needs):
 
 def _transposed(y):
     """True for an F-ordered 2-D array that is not also C-ordered (a transposed weight); False
-    when y was not saved (only its partner's gradient was wanted)."""
-    return y is not None and y.flags.f_contiguous and not y.flags.c_contiguous
+    when y was not saved (only its partner's gradient was wanted) or is a recorded tensor
+    (create_graph: the layout does not matter there)."""
+    flags = getattr(y, "flags", None)
+    return flags is not None and flags.f_contiguous and not flags.c_contiguous
 
 
 @op("linear", saves=("x", "w", "needs_grad"), needed_by={"x": "w", "w": "x"}, owns=True)

@@ -81,6 +81,25 @@ def getitem_backward(xp, dout, shape, index):
     return (dx,)
 
 
+@op("scatter_add", saves=("index",), owns=(False, True))
+def scatter_add(xp, x, value, *, index):
+    """A copy of x with ``value`` added at ``index``; repeated indices add up (``np.add.at``).
+
+    The backward of integer-array indexing, as an op of its own so that it too has a
+    gradient (create_graph) and an embedding lookup can use it.
+    """
+    out = x.copy()
+    if xp.__name__ == "cupy":  # cupy.add.at scatters with atomicAdd
+        nondeterministic("scatter_add (integer-array index) on the GPU")
+    xp.add.at(out, index, value)
+    return out
+
+
+@scatter_add.backward
+def scatter_add_backward(xp, dout, index):
+    return dout, dout[index]
+
+
 @op("setitem", saves=("index",), owns=(True, False))
 def setitem(xp, x, value, *, index):
     """``x[index] = value`` as a new array (in-place writes record this, then copy back)."""
@@ -132,4 +151,5 @@ def to_device(xp, x, *, device, source):
 
 @to_device.backward
 def to_device_backward(xp, dout, source):
-    return (move(dout, source),)
+    # A recorded tensor (create_graph) moves with a to_device op of its own.
+    return (dout.to(source) if hasattr(dout, "_node") else move(dout, source),)

@@ -26,8 +26,8 @@ import copy
 import numpy as np
 from numba.typed import List
 
-from ..autograd import enable_grad, no_grad
 from ..device import move
+from ..engine import enable_grad, no_grad
 from ..state import config
 from ..tensor import Tensor
 
