@@ -501,7 +501,8 @@ for _info in _entries("bias_act"):
 
 # ----------------------------------------------------------------------------- kinks
 # Inputs exactly on a kink and the subgradient of out.sum() the project documents there
-# (README "Conventions"; reliability row 9 in tests/README.md). Finite differences cannot check these.
+# (README "Conventions"; reliability row 9 in tests/README.md). Finite differences cannot check
+# these.
 
 _f = np.array
 _entries("relu")[0].kink = ([_f([-1.0, 0.0, 2.0])], [_f([0.0, 0.0, 1.0])])
