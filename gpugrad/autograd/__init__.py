@@ -40,8 +40,10 @@ def grad(
     """
     single = hasattr(outputs, "_node")
     outputs = [outputs] if single else list(outputs)
-    if grad_outputs is None or hasattr(grad_outputs, "_node"):
-        grad_outputs = [grad_outputs] * len(outputs) if grad_outputs is None else [grad_outputs]
+    if grad_outputs is None:
+        grad_outputs = [None] * len(outputs)
+    elif not isinstance(grad_outputs, list | tuple):  # one tensor or array: one output's
+        grad_outputs = [grad_outputs]
     grad_outputs = list(grad_outputs)
     if len(grad_outputs) != len(outputs):
         raise ValueError(
