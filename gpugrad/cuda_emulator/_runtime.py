@@ -1,0 +1,542 @@
+"""Launching host-compiled kernels: argument packing and checks, thread/block orders, guards.
+
+``Kernel.__call__`` takes what ``cupy.RawKernel.__call__`` takes and packs the arguments the way
+CuPy does (an array becomes its device pointer, a NumPy scalar its C value, a Python int an
+int64, a float a float64, a bool one byte, None a null pointer). Then it checks them against the
+kernel's C parameter types as the compiler saw them: count, width, pointer versus value, an
+array's dtype against the pointee, an array's layout (kernels index raw pointers densely), and
+that every pointer (including those inside pointer tables) is null or inside a live buffer.
+
+A launch runs once per order in ``settings.order_list()`` from the same inputs (the buffers it
+can reach are saved first and restored between runs); every run must leave the same bytes,
+except buffers that received float atomics, whose summation order legitimately varies and
+which are compared with a tolerance. After each run the padding around every reachable buffer
+must still hold its pattern.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+
+from . import _build, _memory
+from ._config import settings
+from .errors import (
+    DeviceTrap,
+    KernelFault,
+    LaunchError,
+    OrderDependentResult,
+    SyncError,
+)
+
+
+class _Launch(ctypes.Structure):
+    # Mirrors gg_emu::Launch in cuda_emu.h.
+    _fields_ = [
+        ("grid", ctypes.c_uint32 * 3),
+        ("block", ctypes.c_uint32 * 3),
+        ("shared_mem", ctypes.c_uint64),
+        ("args", ctypes.POINTER(ctypes.c_void_p)),
+        ("order", ctypes.c_int32),
+        ("reserved", ctypes.c_int32),
+        ("seed", ctypes.c_uint64),
+        ("n_buffers", ctypes.c_int64),
+        ("buf_lo", ctypes.POINTER(ctypes.c_uint64)),
+        ("buf_hi", ctypes.POINTER(ctypes.c_uint64)),
+        ("buf_float_atomic", ctypes.POINTER(ctypes.c_int32)),
+        ("n_shared", ctypes.c_int64),
+        ("shared_lo", ctypes.POINTER(ctypes.c_uint64)),
+        ("shared_hi", ctypes.POINTER(ctypes.c_uint64)),
+        ("status", ctypes.c_int32),
+        ("signal", ctypes.c_int32),
+        ("fault_addr", ctypes.c_uint64),
+        ("fault_pc", ctypes.c_uint64),
+        ("fault_write", ctypes.c_int32),
+        ("thread", ctypes.c_int32 * 3),
+        ("block_idx", ctypes.c_int32 * 3),
+        ("message", ctypes.c_char * 4096),
+    ]
+
+
+_FAULT, _SYNC, _MISALIGNED, _TRAP, _BAD_LAUNCH = 1, 2, 3, 4, 5
+_launch_lock = threading.RLock()  # one launch at a time: signal handlers are process-wide
+stats = {"launches": 0, "runs": 0, "seconds": 0.0}
+
+_SCALAR_DTYPES = {
+    "f2": np.float16,
+    "f4": np.float32,
+    "f8": np.float64,
+    "i1": np.int8,
+    "i2": np.int16,
+    "i4": np.int32,
+    "i8": np.int64,
+    "u1": np.uint8,
+    "u2": np.uint16,
+    "u4": np.uint32,
+    "u8": np.uint64,
+    "b1": np.bool_,
+}
+_PY_TYPE = {"f": "float", "i": "signed integer", "u": "unsigned integer", "b": "bool"}
+
+
+class Module:
+    """A loaded kernel source (what ``cupy.RawModule`` compiles to)."""
+
+    def __init__(self, built: _build.Built):
+        self.built = built
+        self.lib = _build.load_library(built)
+        anchor = ctypes.cast(self.lib.gg_emu_dyn_shared, ctypes.c_void_p).value
+        self.load_base = anchor - built.anchor
+        shared = [
+            (self.load_base + off, self.load_base + off + size)
+            for off, size, _ in built.shared_vars
+        ]
+        self._shared_lo = (ctypes.c_uint64 * max(1, len(shared)))(*(a for a, _ in shared))
+        self._shared_hi = (ctypes.c_uint64 * max(1, len(shared)))(*(b for _, b in shared))
+        self._n_shared = len(shared)
+        self._kernels: dict[str, Kernel] = {}
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self.built.kernels)
+
+    def kernel(self, name: str) -> Kernel | None:
+        k = self._kernels.get(name)
+        if k is None and name in self.built.kernels:
+            k = self._kernels[name] = Kernel(self, self.built.kernels[name])
+        return k
+
+
+class Kernel:
+    """One ``extern "C" __global__`` function, callable like ``cupy.RawKernel``."""
+
+    def __init__(self, module: Module, info: _build.KernelInfo):
+        self.module = module
+        self.info = info
+        self.name = info.name
+        self._entry = getattr(module.lib, f"gg_emu_launch_{info.name}")
+        self._entry.argtypes = (ctypes.POINTER(_Launch),)
+        self._entry.restype = ctypes.c_int
+        sig = getattr(module.lib, f"gg_emu_signature_{info.name}")
+        sig.restype = ctypes.c_char_p
+        text = sig().decode().rstrip(";")
+        self.codes = text.split(",") if text else []
+        if len(self.codes) != len(info.params):  # the scan and the compiler disagree: trust g++
+            info.params = [(c, f"arg{i}") for i, c in enumerate(self.codes)]
+
+    def __repr__(self):
+        return f"<emulated kernel {self.name} ({self.info.where})>"
+
+    # ------------------------------------------------------------------ launching
+    def __call__(
+        self, grid, block, args, shared_mem=0, stream=None, enable_cooperative_groups=False
+    ):
+        site = call_site()
+        grid, block = self._config(grid, block, shared_mem, site)
+        args = tuple(args)
+        packed = [_pack(a) for a in args]
+        self._check(args, packed, site)
+        buffers = self._reachable(args, packed, site)
+        values = [p[0] for p in packed]
+        holders = [ctypes.create_string_buffer(v, max(len(v), 1)) for v in values]
+        argv = (ctypes.c_void_p * max(1, len(holders)))(*(ctypes.addressof(h) for h in holders))
+        with _launch_lock:
+            t0 = time.perf_counter()
+            try:
+                self._run_orders(grid, block, shared_mem, argv, buffers, site)
+            finally:
+                stats["launches"] += 1
+                stats["seconds"] += time.perf_counter() - t0
+
+    def _config(self, grid, block, shared_mem, site):
+        if not isinstance(grid, tuple) or not isinstance(block, tuple):
+            raise TypeError(
+                f"{self.name}: grid and block must be tuples (CuPy requires them), got "
+                f"{type(grid).__name__} and {type(block).__name__}"
+            )
+        try:
+            g = tuple(max(1, int(v)) for v in (grid + (1, 1))[:3])
+            b = tuple(max(1, int(v)) for v in (block + (1, 1))[:3])
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"{self.name}: grid {grid} and block {block} must hold ints") from e
+        limits = [
+            (g[0] <= 2**31 - 1, f"grid.x = {g[0]} exceeds 2147483647"),
+            (g[1] <= 65535, f"grid.y = {g[1]} exceeds 65535"),
+            (g[2] <= 65535, f"grid.z = {g[2]} exceeds 65535"),
+            (
+                b[0] <= 1024 and b[1] <= 1024 and b[2] <= 64,
+                f"block {b} exceeds the per-dimension limits (1024, 1024, 64)",
+            ),
+            (b[0] * b[1] * b[2] <= 1024, f"block {b} has more than 1024 threads"),
+            (
+                shared_mem <= 48 * 1024,
+                f"{shared_mem} bytes of dynamic shared memory; 48 KiB without the opt-in attribute",
+            ),
+        ]
+        for ok, why in limits:
+            if not ok:
+                raise _driver_error(
+                    "CUDA_ERROR_INVALID_VALUE: invalid argument",
+                    f"{self._head()}: {why}. {site}",
+                )
+        bound = self.info.launch_bound
+        if bound is not None and b[0] * b[1] * b[2] > bound:
+            raise _driver_error(
+                "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES: too many resources requested for launch",
+                f"{self._head()}: block {b} has {b[0] * b[1] * b[2]} threads but the kernel is "
+                f"compiled with __launch_bounds__({bound}). {site}",
+            )
+        return g, b
+
+    def _head(self) -> str:
+        return f"kernel {self.name} ({self.info.where})"
+
+    def _signature(self) -> str:
+        return f"{self.name}({self.info.param_text()})"
+
+    def _arg_error(self, i, why, site):
+        t, n = self.info.params[i] if i < len(self.info.params) else ("?", "?")
+        return LaunchError(
+            f"{self._head()}, argument {i} ({t} {n}): {why}\n  the kernel: {self._signature()}"
+            f"\n  {site}"
+        )
+
+    def _check(self, args, packed, site):
+        if len(args) != len(self.codes):
+            raise LaunchError(
+                f"{self._head()} takes {len(self.codes)} arguments, got {len(args)}\n"
+                f"  the kernel: {self._signature()}\n  {site}"
+            )
+        for i, (code, arg, (value, kind, dtype)) in enumerate(
+            zip(self.codes, args, packed, strict=True)
+        ):
+            if code.startswith("*"):
+                self._check_pointer(i, code[1:], arg, value, kind, dtype, site)
+            elif kind == "array":
+                raise self._arg_error(
+                    i,
+                    "got a device array where the kernel takes a value; pass a NumPy scalar "
+                    "of the parameter's type",
+                    site,
+                )
+            elif code.startswith("s"):
+                size = int(code[1:].split("a")[0])
+                if len(value) != size:
+                    raise self._arg_error(
+                        i, f"got {len(value)} bytes for a {size}-byte struct", site
+                    )
+            else:
+                want = np.dtype(_SCALAR_DTYPES[code])
+                if kind in ("null", "pointer"):
+                    raise self._arg_error(
+                        i, f"got {_describe(arg)} where the kernel takes a {want} value", site
+                    )
+                if dtype.itemsize != want.itemsize or _family(dtype) != _family(want):
+                    raise self._arg_error(
+                        i,
+                        f"got {_describe(arg)} ({dtype}, {dtype.itemsize} bytes as CuPy packs it);"
+                        f" the kernel reads a {want.itemsize}-byte {_PY_TYPE[want.kind]}. Pass "
+                        f"numpy.{want.type.__name__}(...)",
+                        site,
+                    )
+
+    def _check_pointer(self, i, pointee, arg, value, kind, dtype, site):
+        from .standin._core import ndarray
+
+        if kind == "null" or kind == "pointer":
+            return
+        if kind == "array":
+            a = arg
+            if pointee.startswith("*"):
+                if a.dtype.kind not in "iu" or a.dtype.itemsize != 8:
+                    raise self._arg_error(
+                        i,
+                        f"a pointer table must be a uint64 (or int64) array of device "
+                        f"addresses, got {a.dtype}",
+                        site,
+                    )
+            elif pointee in _SCALAR_DTYPES:
+                want = np.dtype(_SCALAR_DTYPES[pointee])
+                if a.dtype != want:
+                    raise self._arg_error(
+                        i,
+                        f"got a {a.dtype} array {a.shape}; the kernel reads {want} elements. "
+                        f"Convert it with .astype(numpy.{want.type.__name__})",
+                        site,
+                    )
+            if a.size and not a.flags.c_contiguous:
+                raise self._arg_error(
+                    i,
+                    f"got a non-contiguous {a.dtype} view {a.shape} with strides {a.strides}; "
+                    "the kernel indexes its pointer as a dense row-major array. Pass "
+                    "cupy.ascontiguousarray(x)",
+                    site,
+                )
+            assert isinstance(a, ndarray)
+            return
+        if kind == "scalar" and dtype.kind in "iu" and dtype.itemsize == 8:
+            addr = int(np.frombuffer(value, np.uint64)[0])
+            if addr == 0 or _live(addr):
+                return
+            raise self._arg_error(
+                i,
+                f"got the integer 0x{addr:x}, which is not a device address: "
+                f"{_memory.describe_address(addr)}",
+                site,
+            )
+        raise self._arg_error(
+            i,
+            f"got {_describe(arg)} where the kernel takes a pointer; pass a device array "
+            "(or None for a null pointer)",
+            site,
+        )
+
+    def _reachable(self, args, packed, site) -> list[tuple[_memory.DeviceBuffer, str]]:
+        """The buffers the kernel can reach: pointer arguments and the entries of pointer
+        tables, each with a label for messages."""
+        from .standin._core import ndarray
+
+        found: dict[int, tuple[_memory.DeviceBuffer, str]] = {}
+
+        def add(buf, label):
+            if buf is not None and buf.serial not in found:
+                found[buf.serial] = (buf, label)
+
+        for i, (code, arg, (value, kind, _)) in enumerate(
+            zip(self.codes, args, packed, strict=True)
+        ):
+            if not code.startswith("*"):
+                continue
+            label = f"argument {i} ({self.info.params[i][1] or code})"
+            if isinstance(arg, ndarray):
+                add(arg._buf, label)
+                if code.startswith("**") and arg._buf is not None:
+                    table = arg._a.reshape(-1).view(np.uint64)
+                    for j, p in enumerate(table.tolist()):
+                        if p == 0:
+                            continue
+                        buf = _memory.registry.find(p)
+                        if buf is None or not buf.contains(p):
+                            raise self._arg_error(
+                                i,
+                                f"pointer table entry {j} is 0x{p:x}, not a live device "
+                                f"address: {_memory.describe_address(p)}",
+                                site,
+                            )
+                        add(buf, f"{label}[{j}]")
+            elif kind == "scalar" or kind == "pointer":
+                addr = int(np.frombuffer(value[:8], np.uint64)[0]) if len(value) >= 8 else 0
+                if addr:
+                    add(_memory.registry.find(addr), label)
+        return sorted(found.values(), key=lambda b: b[0].ptr)
+
+    def _run_orders(self, grid, block, shared_mem, argv, buffers, site):
+        bufs = [b for b, _ in buffers if b.size]
+        saved = [b.data().copy() for b in bufs]
+        n = max(1, len(bufs))
+        lo = (ctypes.c_uint64 * n)(*(b.ptr for b in bufs))
+        hi = (ctypes.c_uint64 * n)(*(b.ptr + b.size for b in bufs))
+        atomic = (ctypes.c_int32 * n)()
+        first = None
+        for run, (order_name, order, seed) in enumerate(settings.order_list()):
+            if run:
+                for b, s in zip(bufs, saved, strict=True):
+                    b.data()[:] = s
+            L = _Launch()
+            L.grid[:] = grid
+            L.block[:] = block
+            L.shared_mem = shared_mem
+            L.args = argv
+            L.order, L.seed = order, seed
+            L.n_buffers, L.buf_lo, L.buf_hi, L.buf_float_atomic = len(bufs), lo, hi, atomic
+            L.n_shared = self.module._n_shared
+            L.shared_lo, L.shared_hi = self.module._shared_lo, self.module._shared_hi
+            self._entry(ctypes.byref(L))
+            stats["runs"] += 1
+            if L.status:
+                raise self._failure(L, order_name, grid, block, site)
+            for b, label in buffers:
+                bad = b.check_padding() if b.size else None
+                if bad is not None:
+                    raise KernelFault(
+                        f"{self._head()} wrote outside {label}: {bad[1]} byte(s) of padding "
+                        f"changed, the first at {_memory.describe_address(bad[0])} (run "
+                        f"'{order_name}', grid {grid}, block {block})\n  {site}"
+                    )
+            result = [b.data().copy() for b in bufs]
+            if first is None:
+                first = (order_name, result)
+                continue
+            for k, (b, label) in enumerate((b, lbl) for b, lbl in buffers if b.size):
+                self._compare(
+                    b, label, first, (order_name, result[k]), k, bool(atomic[k]), grid, block, site
+                )
+
+    def _compare(self, buf, label, first, other, k, atomic, grid, block, site):
+        name0, res0 = first
+        name1, got = other
+        ref = res0[k]
+        if np.array_equal(ref, got):
+            return
+        dtype = buf.dtype if buf.dtype is not None and buf.size % buf.dtype.itemsize == 0 else None
+        if dtype is None or dtype.kind not in "fiub":
+            dtype = np.dtype(np.uint8)
+        a, b = ref.view(dtype), got.view(dtype)
+        if atomic and dtype.kind == "f":
+            rtol = 1e-5 if dtype.itemsize <= 4 else 1e-12
+            if np.allclose(a, b, rtol=rtol, atol=0, equal_nan=True):
+                return  # float atomics: the summation order may differ, within rounding
+        diff = np.flatnonzero(
+            ~((a == b) | (np.isnan(a) & np.isnan(b)) if dtype.kind == "f" else a == b)
+        )
+        j = int(diff[0]) if diff.size else 0
+        raise OrderDependentResult(
+            f"{self._head()}: the result depends on the order threads and blocks run in, which "
+            f"CUDA does not fix. {label} ({buf.describe()}) differs between the '{name0}' and "
+            f"'{name1}' runs in {diff.size} element(s); first at element {j}: {a[j]!r} vs "
+            f"{b[j]!r}. Look for a missing __syncthreads() or __syncwarp(), threads writing the "
+            f"same location, or a read of memory another thread writes (grid {grid}, block "
+            f"{block}).\n  {site}"
+        )
+
+    def _failure(self, L, order_name, grid, block, site):
+        msg = L.message.decode(errors="replace")
+        thread = tuple(L.thread)
+        where = (
+            f"thread {thread} of block {tuple(L.block_idx)}"
+            if thread[0] >= 0
+            else f"block {tuple(L.block_idx)}"
+        )
+        ctx = f"(run '{order_name}', grid {grid}, block {block}, {where})"
+        code = _source_line(self.module.built, L.fault_pc, L.status == _FAULT)
+        at = f" at {code}" if code else ""
+        if L.status == _FAULT:
+            access = {1: "write to", 0: "read of"}.get(L.fault_write, "access to")
+            return KernelFault(
+                f"{self._head()}: invalid {access} {_memory.describe_address(L.fault_addr)}{at} "
+                f"{ctx}: {msg}\n  {site}"
+            )
+        if L.status == _MISALIGNED:
+            return KernelFault(
+                f"{self._head()}: {msg}{at}; the address is "
+                f"{_memory.describe_address(L.fault_addr)} {ctx}\n  {site}"
+            )
+        if L.status == _TRAP:
+            return DeviceTrap(f"{self._head()}: {msg} {ctx}\n  {site}")
+        if L.status == _BAD_LAUNCH:
+            return LaunchError(f"{self._head()}: {msg}\n  {site}")
+        return SyncError(f"{self._head()}: {msg} {ctx}\n  {site}")
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _family(dt: np.dtype) -> str:
+    return {"i": "int", "u": "int", "f": "float", "b": "bool"}.get(dt.kind, dt.kind)
+
+
+def _live(addr: int) -> bool:
+    buf = _memory.registry.find(addr)
+    return buf is not None and buf.contains(addr)
+
+
+def _describe(arg) -> str:
+    if arg is None:
+        return "None"
+    if isinstance(arg, np.generic):
+        return f"numpy.{type(arg).__name__}({arg!r})"
+    if isinstance(arg, bool | int | float | complex):
+        return f"the Python {type(arg).__name__} {arg!r}"
+    return type(arg).__name__
+
+
+def _pack(x) -> tuple[bytes, str, np.dtype | None]:
+    """(bytes, kind, dtype) of one argument, as CuPy's launcher packs it."""
+    from .standin._core import MemoryPointer, ndarray
+
+    if x is None:
+        return bytes(8), "null", None
+    if isinstance(x, ndarray):
+        return int(x.data.ptr).to_bytes(8, "little"), "array", x.dtype
+    if isinstance(x, MemoryPointer):
+        return int(x.ptr).to_bytes(8, "little"), "pointer", None
+    if isinstance(x, np.ndarray):
+        if x.size != 1:
+            raise TypeError(
+                f"You are trying to pass a numpy.ndarray of shape {x.shape} as a kernel "
+                "parameter. Only numpy.ndarrays of size one can be passed by value. If you meant "
+                "to pass a pointer to __global__ memory, you need to pass a cupy.ndarray instead."
+            )
+        return x.tobytes(), "scalar", x.dtype
+    if isinstance(x, np.generic):
+        return x.tobytes(), "scalar", x.dtype
+    if type(x) is bool:
+        v = np.bool_(x)
+    elif type(x) is int:
+        v = np.uint64(x) if x >= 1 << 63 else np.int64(x)
+    elif type(x) is float:
+        v = np.float64(x)
+    elif type(x) is complex:
+        v = np.complex128(x)
+    else:
+        raise TypeError(f"Unsupported type {type(x)}")
+    return v.tobytes(), "scalar", v.dtype
+
+
+def _driver_error(code: str, detail: str):
+    from .standin._core import CUDADriverError
+
+    return CUDADriverError(f"{code} (emulated device: {detail})")
+
+
+def call_site(depth: int = 4) -> str:
+    """'launched from a:1 (f) <- b:2 (g)': the first frames outside the emulator."""
+    here = os.path.dirname(__file__)
+    f = sys._getframe(1)
+    frames = []
+    while f is not None and len(frames) < depth:
+        name = f.f_code.co_filename
+        if not name.startswith(here):
+            frames.append(f"{_memory._short(name)}:{f.f_lineno} ({f.f_code.co_name})")
+        f = f.f_back
+    return "launched from " + " <- ".join(frames) if frames else "launched from ?"
+
+
+_addr2line_cache: dict[tuple[str, int], str] = {}
+
+
+def _source_line(built: _build.Built, pc: int, exact: bool) -> str:
+    """file:line (and the function) of an instruction in the built object, via addr2line."""
+    if not pc:
+        return ""
+    pc = pc if exact else pc - 1  # a return address points after the call
+    key = (str(built.so_path), pc)
+    if key in _addr2line_cache:
+        return _addr2line_cache[key]
+    try:
+        proc = subprocess.run(
+            ["addr2line", "-f", "-i", "-C", "-e", str(built.so_path), hex(pc)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except OSError:
+        return ""
+    lines = [ln.strip() for ln in proc.stdout.splitlines() if ln.strip()]
+    pairs = list(zip(lines[0::2], lines[1::2], strict=False))
+    parts = []
+    for func, loc in pairs:
+        if loc.startswith("??") or "cuda_emu.h" in loc:
+            continue
+        loc = loc.split(" (discriminator")[0]
+        short = func.split("(")[0]
+        parts.append(f"{os.path.basename(loc)} in {short}")
+    text = " <- inlined into ".join(parts[:3])
+    _addr2line_cache[key] = text
+    return text
