@@ -126,21 +126,31 @@ def display_name(code: str) -> str:
     return f"rawmodule_{hashlib.sha256(code.encode()).hexdigest()[:8]}.cu"
 
 
-def fix_line_directives(code: str, display: str) -> str:
+def fix_line_directives(code: str) -> str:
     """Number the lines after a pasted header from where they are in the file.
 
     ``gpugrad.backends.cuda.source`` replaces ``#include "common.cuh"`` (line k + 1 of the file)
     with ``#line 1 "common.cuh"``, the header, and ``#line 1 "<file>"``, so the rest of the file
-    would be numbered from 1 instead of k + 2. Only that directive changes; code does not.
+    would be numbered from 1 instead of k + 2. A ``#line 1`` that returns to a file already
+    entered is renumbered to continue after the line it replaced; code does not change.
     """
     lines = code.split("\n")
-    first = next((i for i, ln in enumerate(lines) if _LINE_DIRECTIVE.match(ln)), None)
-    if first is None:
-        return code
-    for i in range(first + 1, len(lines)):
-        m = _LINE_DIRECTIVE.match(lines[i])
-        if m and m.group(2) == display and m.group(1) == "1":
-            lines[i] = f'#line {first + 2} "{display}"'
+    last: dict[str, tuple[int, int]] = {}  # file -> (index of its directive, number it set)
+    current = None
+    for i, ln in enumerate(lines):
+        m = _LINE_DIRECTIVE.match(ln)
+        if not m:
+            continue
+        number, file = int(m.group(1)), m.group(2)
+        if current is not None and current != file:
+            last[current + "\0end"] = (i, 0)
+        if number == 1 and file in last and current != file:
+            start, first = last[file]
+            end = last[file + "\0end"][0]
+            number = first + (end - start)
+            lines[i] = f'#line {number} "{file}"'
+        last[file] = (i, number)
+        current = file
     return "\n".join(lines)
 
 
@@ -162,10 +172,8 @@ def _dynamic_shared(code: str) -> str:
 
 
 def translation_unit(code: str, display: str, scan: bool) -> str:
-    body = _dynamic_shared(fix_line_directives(code, display))
-    if scan:
-        return f'#line 1 "{display}"\n{body}\n'
-    return f'#include "{HEADER}"\n#line 1 "{display}"\n{body}\n'
+    body = _dynamic_shared(fix_line_directives(f'#line 1 "{display}"\n{code}'))
+    return body + "\n" if scan else f'#include "{HEADER}"\n{body}\n'
 
 
 def _line_map(text: str) -> list[tuple[str, int]]:

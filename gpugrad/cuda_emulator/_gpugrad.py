@@ -8,23 +8,21 @@ tables and hyperparameter uploads, all keyed by device id. Installing or removin
 
 from __future__ import annotations
 
-_BACKEND_CACHES = ("_modules", "_functions", "_sm_count", "_tables", "_hp_cache")
+import importlib
+
+# module -> its per-process caches of CUDA objects (private names: keep in step with them)
+_BACKEND_CACHES = {
+    "gpugrad.backends.cuda.runtime": ("_modules", "_functions", "_sm_count"),
+    "gpugrad.backends.cuda.optim": ("_tables", "_hp_cache"),
+}
 
 
 def reset_gpugrad_cuda_state() -> None:
     """Forget gpugrad's CUDA probe and the CUDA backend's per-device caches."""
-    try:  # after the restructuring the probe lives in gpugrad.device
-        from gpugrad import device as _device
+    from gpugrad import device
 
-        _device._reset_cuda_probe()
-    except (ImportError, AttributeError):
-        from gpugrad import backends
-
-        backends._cupy = None
-        backends._cuda_error = None
-    from gpugrad.backends import cuda
-
-    for name in _BACKEND_CACHES:
-        cache = getattr(cuda, name, None)
-        if isinstance(cache, dict):
-            cache.clear()
+    device._reset_cuda_probe()
+    for name, caches in _BACKEND_CACHES.items():
+        module = importlib.import_module(name)
+        for cache in caches:
+            getattr(module, cache).clear()

@@ -450,7 +450,7 @@ def _describe(arg) -> str:
     if arg is None:
         return "None"
     if isinstance(arg, np.generic):
-        return f"numpy.{type(arg).__name__}({arg!r})"
+        return f"numpy.{type(arg).__name__}({arg})"
     if isinstance(arg, bool | int | float | complex):
         return f"the Python {type(arg).__name__} {arg!r}"
     return type(arg).__name__

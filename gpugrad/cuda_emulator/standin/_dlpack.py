@@ -47,7 +47,8 @@ _Managed._fields_ = [
     ("deleter", _DELETER),
 ]
 
-_CAPSULE_DESTRUCTOR = ctypes.CFUNCTYPE(None, ctypes.py_object)
+# The destructor gets the dying capsule: a raw pointer (a py_object would revive it).
+_CAPSULE_DESTRUCTOR = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 _api = ctypes.pythonapi
 _api.PyCapsule_New.restype = ctypes.py_object
 _api.PyCapsule_New.argtypes = (ctypes.c_void_p, ctypes.c_char_p, _CAPSULE_DESTRUCTOR)
@@ -57,6 +58,12 @@ _api.PyCapsule_SetName.restype = ctypes.c_int
 _api.PyCapsule_SetName.argtypes = (ctypes.py_object, ctypes.c_char_p)
 _api.PyCapsule_IsValid.restype = ctypes.c_int
 _api.PyCapsule_IsValid.argtypes = (ctypes.py_object, ctypes.c_char_p)
+_raw_is_valid = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p)(
+    ("PyCapsule_IsValid", _api)
+)
+_raw_get_pointer = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p)(
+    ("PyCapsule_GetPointer", _api)
+)
 
 _KDL_CUDA = 2
 _CODES = {"i": 0, "u": 1, "f": 2, "c": 5, "b": 6}
@@ -75,8 +82,8 @@ _deleter = _DELETER(_delete)
 
 def _destruct(capsule):
     # A capsule nobody consumed still owns its tensor.
-    if _api.PyCapsule_IsValid(capsule, b"dltensor"):
-        ptr = _api.PyCapsule_GetPointer(capsule, b"dltensor")
+    if _raw_is_valid(capsule, b"dltensor"):
+        ptr = _raw_get_pointer(capsule, b"dltensor")
         _delete(ctypes.cast(ptr, ctypes.POINTER(_Managed)))
 
 
