@@ -89,17 +89,26 @@ template <typename T> struct MaxSum {
   T m, s;
 };
 
+// The empty state's max is the lowest finite value, not -inf: a -inf element then adds
+// exp(-inf - lowest) = 0 like any other, where starting from -inf would give
+// exp(-inf - -inf) = NaN and the merge would spread it over the whole row.
+template <typename T> __device__ __forceinline__ T gg_lowest();
+template <> __device__ __forceinline__ float gg_lowest<float>() { return __int_as_float(0xff7fffff); }
+template <> __device__ __forceinline__ double gg_lowest<double>() {
+  return __longlong_as_double(0xffefffffffffffffll);
+}
+
 template <typename T> __device__ __forceinline__ MaxSum<T> gg_maxsum_init() {
-  MaxSum<T> r = {gg_neg_inf<T>(), T(0)};
+  MaxSum<T> r = {gg_lowest<T>(), T(0)};
   return r;
 }
 
 template <typename T> __device__ __forceinline__ void gg_maxsum_add(MaxSum<T>& a, T x) {
   if (x > a.m) {
-    a.s = a.s * gg_exp(a.m - x) + T(1);  // exp(-inf) = 0 on the first element
+    a.s = a.s * gg_exp(a.m - x) + T(1);  // exp(lowest - x) = 0 on the first element
     a.m = x;
   } else {
-    a.s += gg_exp(x - a.m);
+    a.s += gg_exp(x - a.m);  // a NaN x makes the sum NaN, and so the whole row
   }
 }
 
@@ -111,6 +120,15 @@ template <typename T> __device__ __forceinline__ MaxSum<T> gg_maxsum_merge(MaxSu
   T sb = b.m == m ? b.s : b.s * gg_exp(b.m - m);
   MaxSum<T> r = {m, sa + sb};
   return r;
+}
+
+// A +inf logit leaves no softmax (exp(inf - inf)): adding 0 * max turns the sum into NaN then,
+// and so every output of the row, as in PyTorch and the reference. A row of only -inf needs
+// nothing: its sum stays 0 (any other element adds exp(0) = 1 for the max), and every output
+// divides or takes the log of it into NaN.
+template <typename T> __device__ __forceinline__ MaxSum<T> gg_maxsum_finish(MaxSum<T> a) {
+  a.s += T(0) * a.m;
+  return a;
 }
 
 template <typename T> __device__ __forceinline__ MaxSum<T> gg_warp_maxsum(MaxSum<T> a) {

@@ -53,7 +53,7 @@ __device__ __forceinline__ MaxSum<T> row_maxsum(const T* __restrict__ row, i64 c
                                                  MaxSum<T>* scratch) {
   MaxSum<T> a = gg_maxsum_init<T>();
   for (i64 j = G::rank(); j < c; j += G::size()) gg_maxsum_add(a, row[j]);
-  return G::maxsum(a, scratch);
+  return gg_maxsum_finish(G::maxsum(a, scratch));
 }
 
 template <typename T, typename G>
@@ -69,7 +69,9 @@ __device__ void xent_fwd_body(const T* __restrict__ logits, const i64* __restric
     MaxSum<T> ms = row_maxsum<T, G>(row, c, scratch);
     i64 t = targets[i];
     bool valid = t != ignore_index;
-    T inv = valid ? scale / ms.s : T(0);
+    // An ignored row's gradient is 0, or NaN where its sum is NaN or 0 (a row with NaN, +inf
+    // or only -inf), as in PyTorch and the reference.
+    T inv = (valid ? scale : T(0)) / ms.s;
     for (i64 j = G::rank(); j < c; j += G::size()) {
       T g = gg_exp(row[j] - ms.m) * inv;
       drow[j] = (valid && j == t) ? g - scale : g;
