@@ -15,7 +15,9 @@
 //     from shared memory feeds 4 multiply-adds instead of 1.
 // Edge tiles are zero-padded on load and bounds-checked on store.
 //
-// Launch: block 256, grid (ceil(N / 64), ceil(M / 64)).
+// Launch: block 256, grid (ceil(N / 64), ceil(M / 64)) or smaller: blocks loop over tiles, so
+// any grid is correct; grid.y must stay <= 65535, so for M > 4,194,240 pass
+// min(ceil(M / 64), 65535).
 // Reference: ops.matmul (numpy/cupy matmul) in gpugrad/ops.py.
 // Check: pytest -m gpu tests/test_cuda.py -k matmul
 // Time:  python bench/gpu_bench.py --family matmul
@@ -40,8 +42,8 @@ template <> __device__ __forceinline__ void load4<double>(const double* p, doubl
 
 // 4 values of `src` row r starting at column c (zero beyond the matrix).
 template <typename T, bool VEC>
-__device__ __forceinline__ void load_row4(const T* __restrict__ src, int rows, int cols, int r,
-                                          int c, T* v) {
+__device__ __forceinline__ void load_row4(const T* __restrict__ src, int rows, int cols, i64 r,
+                                          i64 c, T* v) {
   if (VEC && r < rows && c + 3 < cols) {
     load4(src + (i64)r * cols + c, v);
   } else {
@@ -57,49 +59,55 @@ __device__ void matmul_body(const T* __restrict__ A, const T* __restrict__ B, T*
   __shared__ __align__(16) T Bs[BK][BN];
   const int tid = threadIdx.x;
   const int tx = tid % (BN / TN), ty = tid / (BN / TN);  // 16 x 16 threads
-  const int row0 = blockIdx.y * BM, col0 = blockIdx.x * BN;
-  T acc[TM][TN];
-#pragma unroll
-  for (int i = 0; i < TM; ++i)
-#pragma unroll
-    for (int j = 0; j < TN; ++j) acc[i][j] = T(0);
-
   // Which 4 elements this thread loads: A slice 64 rows x 16 cols, B slice 16 rows x 64 cols.
   const int a_r = tid / (BK / 4), a_c = (tid % (BK / 4)) * 4;
   const int b_r = tid / (BN / 4), b_c = (tid % (BN / 4)) * 4;
 
-  for (int k0 = 0; k0 < K; k0 += BK) {
-    T v[4];
-    load_row4<T, VEC>(A, M, K, row0 + a_r, k0 + a_c, v);
-#pragma unroll
-    for (int q = 0; q < 4; ++q) As[a_c + q][a_r] = v[q];
-    load_row4<T, VEC>(B, K, N, k0 + b_r, col0 + b_c, v);
-#pragma unroll
-    for (int q = 0; q < 4; ++q) Bs[b_r][b_c + q] = v[q];
-    __syncthreads();
-#pragma unroll
-    for (int kk = 0; kk < BK; ++kk) {
-      T a[TM], b[TN];
-#pragma unroll
-      for (int i = 0; i < TM; ++i) a[i] = As[kk][ty * TM + i];
-#pragma unroll
-      for (int j = 0; j < TN; ++j) b[j] = Bs[kk][tx * TN + j];
+  // Grid-stride over output tiles: grid.y is capped at 65535 (M >= 4,194,241 rows needs more
+  // tiles than that), so a block loops. Every thread of a block runs the same iterations, so
+  // the barriers inside stay uniform; the k loop ends with one, so As/Bs are free to refill.
+  for (i64 row0 = (i64)blockIdx.y * BM; row0 < M; row0 += (i64)gridDim.y * BM) {
+    for (i64 col0 = (i64)blockIdx.x * BN; col0 < N; col0 += (i64)gridDim.x * BN) {
+      T acc[TM][TN];
 #pragma unroll
       for (int i = 0; i < TM; ++i)
 #pragma unroll
-        for (int j = 0; j < TN; ++j) acc[i][j] = fma(a[i], b[j], acc[i][j]);
-    }
-    __syncthreads();
-  }
+        for (int j = 0; j < TN; ++j) acc[i][j] = T(0);
+
+      for (int k0 = 0; k0 < K; k0 += BK) {
+        T v[4];
+        load_row4<T, VEC>(A, M, K, row0 + a_r, k0 + a_c, v);
+#pragma unroll
+        for (int q = 0; q < 4; ++q) As[a_c + q][a_r] = v[q];
+        load_row4<T, VEC>(B, K, N, k0 + b_r, col0 + b_c, v);
+#pragma unroll
+        for (int q = 0; q < 4; ++q) Bs[b_r][b_c + q] = v[q];
+        __syncthreads();
+#pragma unroll
+        for (int kk = 0; kk < BK; ++kk) {
+          T a[TM], b[TN];
+#pragma unroll
+          for (int i = 0; i < TM; ++i) a[i] = As[kk][ty * TM + i];
+#pragma unroll
+          for (int j = 0; j < TN; ++j) b[j] = Bs[kk][tx * TN + j];
+#pragma unroll
+          for (int i = 0; i < TM; ++i)
+#pragma unroll
+            for (int j = 0; j < TN; ++j) acc[i][j] = fma(a[i], b[j], acc[i][j]);
+        }
+        __syncthreads();
+      }
 
 #pragma unroll
-  for (int i = 0; i < TM; ++i) {
-    int r = row0 + ty * TM + i;
-    if (r >= M) continue;
+      for (int i = 0; i < TM; ++i) {
+        i64 r = row0 + ty * TM + i;
+        if (r >= M) continue;
 #pragma unroll
-    for (int j = 0; j < TN; ++j) {
-      int c = col0 + tx * TN + j;
-      if (c < N) C[(i64)r * N + c] = acc[i][j];
+        for (int j = 0; j < TN; ++j) {
+          i64 c = col0 + tx * TN + j;
+          if (c < N) C[r * N + c] = acc[i][j];
+        }
+      }
     }
   }
 }
