@@ -25,7 +25,9 @@ from ._config import settings
 
 PAGE = mmap.PAGESIZE
 ALIGN = 256  # CuPy's allocations are at least 256-byte aligned
-POISON = 0xFFF7FBA5  # the padding's 32-bit pattern: NaN as float32 and, doubled, as float64
+POISON = 0xFFF70000  # the padding's 32-bit pattern: NaN as float32 and, doubled, as float64;
+# its low 16 bits differ per buffer, so a value read from one buffer's padding and written
+# into another's is still a change there
 # cupy.empty's fill: quiet NaNs with a recognisable payload ("never written").
 UNWRITTEN = {
     np.dtype(np.float16): np.uint16(0x7EAD),
@@ -39,8 +41,10 @@ _libc.mprotect.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
 _libc.mprotect.restype = ctypes.c_int
 _PROT_NONE = 0
 
-# The pattern laid out from an address that is a multiple of 4; slice it by address % 4.
-_PATTERN = np.frombuffer(np.full(PAGE // 4 + 2, POISON, np.uint32).tobytes(), np.uint8)
+
+def _pattern(word: int) -> np.ndarray:
+    """The pattern laid out from an address that is a multiple of 4; slice it by address % 4."""
+    return np.frombuffer(np.full(PAGE // 4 + 2, word, np.uint32).tobytes(), np.uint8)
 
 
 class OutOfMemoryError(MemoryError):
@@ -91,6 +95,7 @@ class DeviceBuffer:
         "site",
         "dtype",
         "shape",
+        "poison",
         "__weakref__",
     )
 
@@ -110,8 +115,9 @@ class DeviceBuffer:
             if _libc.mprotect(guard, PAGE, _PROT_NONE) != 0:
                 err = ctypes.get_errno()
                 raise OSError(err, f"mprotect of a guard page failed: {os.strerror(err)}")
-        self._fill_padding()
         self.serial = next(self._serials)
+        self.poison = POISON | ((self.serial * 40503) & 0xFFFF) | 1
+        self._fill_padding()
         self.site = _site()
         self.dtype = None if dtype is None else np.dtype(dtype)
         self.shape = shape
@@ -132,18 +138,20 @@ class DeviceBuffer:
         return ((self.lo, self.ptr), (self.ptr + self.size, self.hi))
 
     def _fill_padding(self):
+        pattern = _pattern(self.poison)
         for a, b in self._padding():
             if b > a:
-                self.view(a, b)[:] = _PATTERN[a % 4 : a % 4 + (b - a)]
+                self.view(a, b)[:] = pattern[a % 4 : a % 4 + (b - a)]
 
     def check_padding(self) -> tuple[int, int] | None:
         """None when the padding still holds the pattern, else the first changed byte's
         address and the number of changed bytes."""
+        pattern = _pattern(self.poison)
         for a, b in self._padding():
             if b <= a:
                 continue
             got = self.view(a, b)
-            bad = np.flatnonzero(got != _PATTERN[a % 4 : a % 4 + (b - a)])
+            bad = np.flatnonzero(got != pattern[a % 4 : a % 4 + (b - a)])
             if bad.size:
                 return a + int(bad[0]), int(bad.size)
         return None
