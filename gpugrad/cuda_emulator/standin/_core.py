@@ -870,8 +870,11 @@ class ufunc:
     def at(self, a, indices, b=None):
         if not isinstance(a, ndarray):
             raise TypeError(f"{self.name}.at: the first argument must be a cupy.ndarray")
-        args = (a, indices) if b is None else (a, indices, b)
-        _call(self._u.at, args, host_ok=False)
+        ctx = _Ctx()
+        target, values = _unwrap(a, ctx), _unwrap(b, ctx)
+        index = _unwrap(indices, _Ctx(host_ok=True))  # host index arrays are fine, as in CuPy
+        with np.errstate(all="ignore"):
+            self._u.at(target, index) if b is None else self._u.at(target, index, values)
 
     def __repr__(self):
         return f"<ufunc '{self.name}'>"
