@@ -527,3 +527,19 @@ def test_numba_cross_entropy_ignored_rows_agree_with_the_reference(row):
     _, ex = numba_cross_entropy(x, targets)
     _, ex_ref = ref(fused.cross_entropy.fwd, np, x, targets, reduction="none")
     close(ex["dlogits"], ex_ref["dlogits"], "float64", f"Numba dlogits of an ignored {row} row")
+
+
+def test_launchers_on_a_one_sm_device_loop_over_their_grids(cp, cuda):
+    """With one SM the launchers cap 1-D grids at 32 blocks, so 40,000 elements or 300 rows take
+    several trips around each grid-stride loop."""
+    from gpugrad import cuda_emulator
+
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal(40_003).astype(np.float32)
+    rows = rng.standard_normal((300, 40)).astype(np.float32)
+    with cuda_emulator.configured(sm_count=1):
+        assert cuda.sm_count() == 1 and cuda.grid_1d(x.size, 4) == 32  # < 40 blocks needed
+        close(cuda.launchers.relu(cp, cp.asarray(x)), np.maximum(f64(x), 0), "float32", "relu")
+        got = cuda.launchers.softmax(cp, cp.asarray(rows), axis=-1)
+        close(got, ref(gg.OPS["softmax"].fwd, np, f64(rows), axis=-1), "float32", "softmax")
+    assert cuda.sm_count() == 4  # the default comes back
