@@ -41,9 +41,6 @@ KNOWN_FAILURES = {
         _REFERENCE_WARNS
     ),
 }
-KNOWN_FAILURES[
-    "test_row24_graph_replay_matches_eager_steps_without_leaks_or_host_syncs_emulated_reliability"
-] = "CUDA graph capture (gg.cuda.graph) is not emulated: the stand-in's Stream.begin_capture raises"
 for _loss in ("binary_cross_entropy_with_logits", "mse_loss"):
     for _dt in ("float32", "float64"):
         KNOWN_FAILURES[
@@ -81,9 +78,15 @@ def emulated_device(cp):
     return "cuda"
 
 
+# Not re-run: CUDA graph capture is not emulated (Stream.begin_capture raises), and a failed
+# capture leaves gpugrad.cuda_graph's capturing flag set for the rest of the process (see
+# test_emulator_e2e.py), which would switch off input checks in every later test.
+EXCLUDED = {"test_row24_graph_replay_matches_eager_steps_without_leaks_or_host_syncs"}
+
+
 def _gpu_tests(module):
     for name, fn in vars(module).items():
-        if not (name.startswith("test_") and inspect.isfunction(fn)):
+        if not (name.startswith("test_") and inspect.isfunction(fn)) or name in EXCLUDED:
             continue
         gpu = any(m.name == "gpu" for m in getattr(fn, "pytestmark", []))
         if gpu or "device" in inspect.signature(fn).parameters:

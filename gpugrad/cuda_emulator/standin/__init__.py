@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import _memory
+from .. import _memory, _runtime
 from ..errors import NotEmulatedError
-from . import _core, _functions, _raw
+from . import _core, _dlpack, _functions, _raw
 
 _DATA = json.loads((Path(__file__).resolve().parents[1] / "cupy_names.json").read_text())
 CUPY_VERSION = _DATA["cupy_version"]
@@ -122,7 +122,7 @@ def _build_modules() -> dict[str, types.ModuleType]:
     mods["cupy.cuda.runtime"] = runtime
 
     ns = _functions.build_namespace(_DATA["modules"]["cupy"])
-    _functions.NAMESPACE.update(ns)
+    _core.NAMESPACE.update(ns)
     cupy._fill(ns)
     cupy.__version__ = CUPY_VERSION
     cupy.__path__ = []  # a package, so `import cupy.cuda` resolves through sys.modules
@@ -208,5 +208,7 @@ def _build_modules() -> dict[str, types.ModuleType]:
 MODULES = _build_modules()
 cupy = MODULES["cupy"]
 cupyx = MODULES["cupyx"]
+_core.HOOKS.update(cupy=cupy, dlpack_export=_dlpack.export)
+_runtime.register_array_types(_core.ndarray, _core.MemoryPointer, _core.CUDADriverError)
 
 __all__ = ["MODULES", "NotEmulatedError", "cupy", "cupyx", "_raw"]

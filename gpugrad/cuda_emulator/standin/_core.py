@@ -21,6 +21,10 @@ from .._config import settings
 from ..errors import NotEmulatedError
 
 _SUPPORTED_KINDS = "biufc"
+# Filled by standin/__init__.py: the cupy namespace (for __array_function__), the cupy module and
+# DLPack's exporter; kept here so this module imports none of its siblings.
+NAMESPACE: dict = {}
+HOOKS: dict = {}
 
 
 class CUDARuntimeError(RuntimeError):
@@ -252,9 +256,7 @@ class ndarray:
         return (2, 0)  # kDLCUDA, device 0
 
     def __dlpack__(self, stream=None, max_version=None, dl_device=None, copy=None):
-        from . import _dlpack
-
-        return _dlpack.export(self, max_version=max_version, dl_device=dl_device, copy=copy)
+        return HOOKS["dlpack_export"](self, max_version=max_version, dl_device=dl_device, copy=copy)
 
     def toDlpack(self):
         return self.__dlpack__()
@@ -371,9 +373,7 @@ class ndarray:
         return fn(*inputs, **kwargs)
 
     def __array_function__(self, func, types, args, kwargs):
-        from . import _functions
-
-        mine = _functions.NAMESPACE.get(func.__name__)
+        mine = NAMESPACE.get(func.__name__)
         if mine is None:
             return NotImplemented
         return mine(*args, **kwargs)
