@@ -79,11 +79,11 @@ class CapturedStep:
             self.stream.synchronize()
             global _capturing
             _capturing = True
-            self.stream.begin_capture()
             try:
+                self.stream.begin_capture()
                 self.outputs = step_fn(*self.inputs)
             except Exception as e:
-                # the capture is already invalidated: end it, and report the first error
+                # the capture is invalidated (or never began): end it, report the first error
                 with contextlib.suppress(Exception):
                     self.stream.end_capture()
                 if "capture" in str(e).lower() or isinstance(e, cp.cuda.runtime.CUDARuntimeError):

@@ -100,7 +100,10 @@ def test_activation_kernels_take_unaligned_views(cp, cuda, dtype):
 @pytest.mark.parametrize("log", [False, True])
 def test_softmax_kernels_match_the_reference(cp, cuda, shape, axis, log, dtype):
     rng = np.random.default_rng(2)
-    x, dout = _data(rng, shape, dtype), _data(rng, shape, dtype, 1.0)
+    x = _data(rng, shape, dtype)
+    # dout without _data's planted +-80: those make the float32 sum in the backward lose
+    # digits that have nothing to do with the kernel
+    dout = rng.standard_normal(shape).astype(dtype)
     op = gg.OPS["log_softmax" if log else "softmax"]
     name = "log_softmax" if log else "softmax"
     ref = op.fwd(np, x.astype(np.float64), axis=axis)
@@ -123,7 +126,10 @@ def test_fused_cross_entropy_kernel_matches_the_reference(cp, cuda, n, c, reduct
     logits = _data(rng, (n, c), dtype)
     targets = rng.integers(0, c, n)
     targets[::4] = -100  # every fourth row ignored (all of them when n == 1)
-    ref, ex = fused.cross_entropy.fwd(np, logits.astype(np.float64), targets, reduction=reduction)
+    with np.errstate(all="ignore"):  # the mean of no rows is NaN, silently (as in apply)
+        ref, ex = fused.cross_entropy.fwd(
+            np, logits.astype(np.float64), targets, reduction=reduction
+        )
     out, got = cuda.launchers.cross_entropy(
         cp, cp.asarray(logits), cp.asarray(targets), reduction=reduction
     )
@@ -140,8 +146,9 @@ def test_pointwise_loss_kernels_match_the_reference(cp, cuda, loss, shape, reduc
     rng = np.random.default_rng(4)
     a = _data(rng, shape, dtype)
     t = rng.random(shape).astype(dtype)
-    ref, ex = getattr(fused, loss).fwd(np, a.astype(np.float64), t.astype(np.float64),
-                                       reduction=reduction)  # fmt: skip
+    with np.errstate(all="ignore"):  # the mean of nothing is NaN, silently (as in apply)
+        ref, ex = getattr(fused, loss).fwd(np, a.astype(np.float64), t.astype(np.float64),
+                                           reduction=reduction)  # fmt: skip
     out, got = getattr(cuda.launchers, loss)(cp, cp.asarray(a), cp.asarray(t), reduction=reduction)
     _close(out, ref, dtype, f"{loss} ({reduction})")
     for key, value in ex.items():

@@ -117,13 +117,6 @@ def _restore_capture_flag():
     cuda_graph._capturing = False  # contain the failure below to this test
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gpugrad/cuda_graph.py CapturedStep.__init__ sets the module's _capturing flag before "
-    "stream.begin_capture(), outside the try/finally that clears it: when begin_capture raises "
-    "(here: capture is not emulated), gg.cuda.is_capturing() stays True for the process and "
-    "functional.py skips its target-range checks from then on",
-)
 def test_a_failed_graph_capture_leaves_input_checks_on(cp, _restore_capture_flag):
     x = gg.tensor(np.zeros((2, 3), np.float32), device="cuda")
     with pytest.raises(Exception, match="capture"):

@@ -275,12 +275,6 @@ def test_matmul_grid_y_smaller_than_the_row_tiles(cp, cuda):
         close(c, expect, "float32", f"{variant} with grid.y = 2", gemm_tol(expect, "float32"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gpugrad/backends/cuda/launchers.py matmul_tiled launches grid.y = ceil(M / 64), "
-    "over CUDA's 65535 limit for M >= 4,194,241; it should pass min(ceil(M / 64), 65535) (the "
-    "kernel loops over row tiles)",
-)
 def test_matmul_launcher_keeps_grid_y_within_cudas_limit(cp, cuda, monkeypatch):
     seen = []
     monkeypatch.setattr(cuda.launchers, "launch", lambda *a, **k: seen.append(a[3]))
@@ -514,12 +508,6 @@ def test_rows_without_a_finite_answer_are_all_nan_as_in_pytorch(cp, cuda, row, k
     close(nan_row, dlogits_ref[0], "float64", "reference: an ignored NaN row's gradient")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gpugrad/backends/cpu.py _softmax_xent_kernel writes 0 to the gradient of an ignored "
-    "row; the reference (fused.cross_entropy) and PyTorch give NaN there when the row holds "
-    "+inf, NaN or only -inf, as the CUDA kernels now do",
-)
 @pytest.mark.parametrize("row", list(NAN_ROWS))
 def test_numba_cross_entropy_ignored_rows_agree_with_the_reference(row):
     x = np.array([NAN_ROWS[row]], np.float64)

@@ -39,9 +39,11 @@ def _softmax_xent_kernel(logits, targets, ignore_index, scale, per_row, dlogits)
             s += e
         t = targets[i]
         if t == ignore_index:
+            # An ignored row's gradient is 0 times its softmax: NaN when the row holds NaN,
+            # +inf or only -inf, as in the reference and PyTorch.
             per_row[i] = 0.0
             for j in range(c):
-                dlogits[i, j] = 0.0
+                dlogits[i, j] = dlogits[i, j] / s * 0.0
             continue
         per_row[i] = math.log(s) - (row[t] - m)
         inv = scale / s

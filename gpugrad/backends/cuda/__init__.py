@@ -1,7 +1,7 @@
 """CUDA fast paths: the kernel runtime, the op launchers (registered on the op table when this
 package is imported) and the multi-tensor optimizer steps."""
 
-from . import launchers  # noqa: F401  (registers the launchers on their ops)
+from . import launchers, optim, runtime
 from .launchers import matmul_tiled
 from .optim import CHUNK, adam_step, sgd_step
 from .runtime import (
@@ -20,7 +20,20 @@ from .runtime import (
     source,
 )
 
+
+def reset_caches() -> None:
+    """Forget every compiled module, kernel handle, SM count, pointer table and uploaded
+    hyperparameter row: they belong to the CUDA runtime (and devices) they were made with. The
+    emulated CUDA device calls this when it is installed or removed."""
+    for cache in (runtime._modules, runtime._functions, runtime._sm_count):
+        cache.clear()
+    for cache in (optim._tables, optim._hp_cache):
+        cache.clear()
+
+
 __all__ = [
+    "launchers",
+    "reset_caches",
     "BLOCK",
     "CHUNK",
     "KERNELS",

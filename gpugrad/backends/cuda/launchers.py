@@ -343,7 +343,9 @@ def matmul_tiled(a, b, vectorized: bool | None = None):
         )
     use_vec = can_vec if vectorized is None else vectorized
     base = "matmul_tiled_vec" if use_vec else "matmul_tiled_scalar"
-    grid = (math.ceil(n / 64), math.ceil(m / 64))
+    # The kernel loops over output tiles, so the grid may be smaller than the tile count;
+    # CUDA caps grid.y at 65535 (M >= 4,194,241 rows would exceed it).
+    grid = (math.ceil(n / 64), min(math.ceil(m / 64), 65535))
     args = (a, b, c, np.int32(m), np.int32(n), np.int32(k))
     launch("matmul.cu", base, a.dtype, grid, (BLOCK,), args)
     return c

@@ -89,7 +89,12 @@ def source(file: str, kernel_dir: Path | None = None) -> str:
         code = path.read_text()
         if include in code:
             common = (kernel_dir / "common.cuh").read_text()
-            code = code.replace(include, f'#line 1 "common.cuh"\n{common}\n#line 1 "{file}"', 1)
+            # After the pasted header, lines continue from the one after the #include, so
+            # compiler messages point at the file's own line numbers.
+            after = code[: code.index(include)].count("\n") + 2
+            code = code.replace(
+                include, f'#line 1 "common.cuh"\n{common}\n#line {after} "{file}"', 1
+            )
     except OSError as e:
         raise KernelError(f"cannot read kernel source {path}: {e}") from e
     defines = activations.cuda_defines() + optim_rules.cuda_defines()
