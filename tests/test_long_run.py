@@ -111,7 +111,9 @@ def test_2000_steps_leak_no_memory_or_nodes_and_repeat_bitwise_on_the_cpu():
     assert nodes[WARMUP] == nodes[STEPS // 2] == nodes[STEPS], f"live nodes grew: {nodes}"
     growth = memory[STEPS] - memory[WARMUP]
     # A leak of one small array per step would be >= 2,000 * 64 bytes; allow noise below that.
-    assert growth < 64 * 1024, f"traced memory grew by {growth:,} bytes over {STEPS - WARMUP:,} steps"
+    assert growth < 64 * 1024, (
+        f"traced memory grew by {growth:,} bytes over {STEPS - WARMUP:,} steps"
+    )
     assert memory[STEPS] - memory[STEPS // 2] < 32 * 1024, memory
     assert report["repeats_bitwise"], "same seed, different losses or weights"
 
