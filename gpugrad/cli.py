@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from . import activations
+from .train.cli import add_train_parser
 
 
 def _demo(args) -> int:
@@ -92,13 +92,6 @@ def _info(args) -> int:
     return 0
 
 
-def _train(args) -> int:
-    from .train import run_cli
-
-    options = {k: v for k, v in vars(args).items() if k not in ("command", "run")}
-    return run_cli(options)
-
-
 def _bench(args) -> int:
     from .benchmark import main
 
@@ -121,58 +114,6 @@ def _add_bench(sub) -> None:
     add("--kernels", action="store_true", help="time the CPU kernels against a large copy instead")
     add("--reps", type=int, default=20, help="repetitions per kernel (--kernels), default 20")
     bench.set_defaults(run=_bench)
-
-
-def _hidden_sizes(text: str) -> tuple[int, ...]:
-    try:
-        sizes = tuple(int(s) for s in text.split(",") if s.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected sizes like 128,64, got {text!r}") from None
-    if any(s < 1 for s in sizes):
-        raise argparse.ArgumentTypeError(f"hidden sizes must be positive, got {text!r}")
-    return sizes
-
-
-def _add_train(sub) -> None:
-    from .data import DATASETS
-
-    # Every default is None here so that --resume can tell what was given explicitly; the
-    # real defaults live in gpugrad.train.TrainConfig and are shown in the help.
-    train = sub.add_parser(
-        "train",
-        help="train an MLP classifier (digits by default) with checkpoints, metrics and plots",
-        description="Train an MLP classifier. With no arguments: digits, MLP 64-128-64-10, "
-        "Adam lr 3e-3 with a cosine schedule, batch 64, 30 epochs, output in runs/digits.",
-    )
-    add = train.add_argument
-    add("--dataset", choices=DATASETS, help="default: digits (bundled)")
-    add("--data-dir", help="folder with the IDX files, or an .npz (mnist, fashion-mnist)")
-    add("--hidden", type=_hidden_sizes, help="hidden layer sizes, default 128,64")
-    add("--activation", choices=activations.HIDDEN, help="default relu")
-    add("--loss", choices=("cross_entropy", "multi_margin", "mse"), help="default cross_entropy")
-    add("--optimizer", choices=("sgd", "adam", "adamw"), help="default adam")
-    add("--lr", type=float, help="learning rate, default 3e-3")
-    add("--momentum", type=float, help="SGD momentum, default 0.9")
-    add("--weight-decay", type=float, help="default 0 (adamw: 0.01)")
-    add("--batch-size", type=int, help="default 64")
-    add("--epochs", type=int, help="total epochs, default 30 (may be raised on --resume)")
-    add("--scheduler", choices=("none", "step", "cosine"), help="default cosine")
-    add("--val-fraction", type=float, help="share of train held out for validation, default 0.1")
-    add("--device", help="auto (default), cpu, cuda or cuda:N")
-    add("--seed", type=int, help="seeds initialisation and shuffling, default 0")
-    add("--out", help="output folder, default runs/<dataset>")
-    add("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
-    add("--no-plots", dest="plots", action="store_const", const=False, help="skip the PNGs")
-    add("--quiet", action="store_const", const=True, help="no progress bar")
-    add(
-        "--distributed",
-        nargs="?",
-        const="auto",
-        choices=("auto", "mpi", "nccl"),
-        help="data parallel over the processes of mpirun -n N (or RANK/WORLD_SIZE): "
-        "--batch-size is split between them; auto: NCCL on GPUs, MPI on the CPU",
-    )
-    train.set_defaults(run=_train)
 
 
 def _check(args) -> int:
@@ -212,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--ops", action="store_true", help="also print which implementation runs each op where"
     )
     info.set_defaults(run=_info)
-    _add_train(sub)
+    add_train_parser(sub)
     check = sub.add_parser(
         "check",
         help="crosscheck every op, loss and MLP: GPU float32 against CPU float64",

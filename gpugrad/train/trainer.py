@@ -10,8 +10,6 @@ ends bit-identical on the CPU to one that was never stopped.
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import signal
 import sys
 import threading
@@ -19,146 +17,26 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import activations, creation
-from . import distributed as dist
-from .autograd import no_grad
-from .checkpoint import load_checkpoint, save_checkpoint, write_json
-from .data import DataLoader, load_dataset
-from .device import _probe_cuda, cuda_is_available, parse_device, xp_for
-from .plots import write_plots
+import numpy as np
 
-ACTIVATIONS = activations.HIDDEN
-LOSSES = ("cross_entropy", "multi_margin", "mse")
-OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULERS = ("none", "step", "cosine")
+from .. import creation
+from .. import distributed as dist
+from ..autograd import no_grad
+from ..checkpoint import save_checkpoint, write_json
+from ..data import DataLoader, load_dataset
+from ..device import cuda_device_count, parse_device, xp_for
+from ..plots import write_plots
+from .builders import (
+    build_model,
+    build_optimizer,
+    build_scheduler,
+    compute_loss,
+    current_lr,
+    resolve_device,
+)
+from .config import TrainConfig
+
 EVAL_BATCH = 1024
-# Settings a resumed run may change; any other change would make it a different experiment.
-RESUMABLE_CHANGES = ("epochs", "device", "data_dir", "out", "plots", "quiet")
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a training run (stored in its checkpoint and metrics)."""
-
-    dataset: str = "digits"
-    data_dir: str | None = None
-    hidden: tuple[int, ...] = (128, 64)
-    activation: str = "relu"
-    loss: str = "cross_entropy"
-    optimizer: str = "adam"
-    lr: float = 3e-3
-    momentum: float = 0.9
-    weight_decay: float | None = None  # None: the optimizer's usual default
-    batch_size: int = 64
-    epochs: int = 30
-    scheduler: str = "cosine"
-    val_fraction: float = 0.1
-    device: str = "auto"
-    seed: int = 0
-    out: str | None = None
-    plots: bool = True
-    quiet: bool = False
-
-    def __post_init__(self) -> None:
-        self.hidden = tuple(int(h) for h in self.hidden)
-        for name, value, choices in (
-            ("activation", self.activation, ACTIVATIONS),
-            ("loss", self.loss, LOSSES),
-            ("optimizer", self.optimizer, OPTIMIZERS),
-            ("scheduler", self.scheduler, SCHEDULERS),
-        ):
-            if value not in choices:
-                raise ValueError(f"{name} must be one of {choices}, got {value!r}")
-        if any(h < 1 for h in self.hidden):
-            raise ValueError(f"hidden sizes must be positive, got {self.hidden}")
-        if self.batch_size < 1 or self.epochs < 0 or self.lr <= 0:
-            raise ValueError("batch size must be >= 1, epochs >= 0 and lr > 0")
-        if not 0 <= self.val_fraction < 1:
-            raise ValueError(f"val_fraction must lie in [0, 1), got {self.val_fraction}")
-        if self.out is None:
-            self.out = str(Path("runs") / self.dataset)
-
-    @property
-    def out_dir(self) -> Path:
-        return Path(self.out)
-
-    def to_json(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["hidden"] = list(self.hidden)
-        return d
-
-
-class DeviceUnavailable(RuntimeError):
-    """The requested device cannot be used (the message says why)."""
-
-
-def resolve_device(request: str) -> tuple[str, str]:
-    """The canonical device for ``--device`` and a note on how it was chosen."""
-    request = request.strip().lower()
-    if request == "auto":
-        if cuda_is_available():
-            return parse_device("cuda"), "auto"
-        reason = _probe_cuda().split(" (")[0]  # the gist; `gpugrad info` prints the whole reason
-        return "cpu", f"auto: CUDA unavailable, {reason}; using the CPU"
-    if request.startswith("cuda") and not cuda_is_available():
-        raise DeviceUnavailable(f"--device {request}: CUDA is unavailable: {_probe_cuda()}")
-    return parse_device(request), ""
-
-
-def _default_weight_decay(optimizer: str) -> float:
-    return 1e-2 if optimizer == "adamw" else 0.0
-
-
-def build_model(config: TrainConfig, in_features: int, classes: int):
-    from . import nn
-
-    return nn.MLP([in_features, *config.hidden, classes], activation=config.activation)
-
-
-def build_optimizer(config: TrainConfig, params):
-    from . import optim
-
-    wd = config.weight_decay
-    wd = _default_weight_decay(config.optimizer) if wd is None else wd
-    if config.optimizer == "sgd":
-        return optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=wd)
-    if config.optimizer == "adam":
-        return optim.Adam(params, lr=config.lr, weight_decay=wd)
-    return optim.AdamW(params, lr=config.lr, weight_decay=wd)
-
-
-def _scheduler_class(name: str):
-    from . import optim
-
-    for holder in (optim, getattr(optim, "lr_scheduler", None)):
-        if holder is not None and hasattr(holder, name):
-            return getattr(holder, name)
-    raise ImportError(f"gpugrad.optim has no {name}")
-
-
-def build_scheduler(config: TrainConfig, optimizer):
-    if config.scheduler == "step":
-        # Three decays by 10x spread over the run, whatever its length.
-        step = max(1, math.ceil(config.epochs / 3))
-        return _scheduler_class("StepLR")(optimizer, step_size=step, gamma=0.1)
-    if config.scheduler == "cosine":
-        return _scheduler_class("CosineAnnealingLR")(optimizer, T_max=max(1, config.epochs))
-    return None
-
-
-def compute_loss(name: str, logits, targets, classes: int):
-    from . import functional as F
-
-    if name == "cross_entropy":
-        return F.cross_entropy(logits, targets)
-    if name == "multi_margin":
-        return F.multi_margin_loss(logits, targets)
-    return F.mse_loss(logits, F.one_hot(targets, classes))
-
-
-def current_lr(optimizer) -> float:
-    groups = getattr(optimizer, "param_groups", None)
-    return float(groups[0]["lr"]) if groups else float(optimizer.lr)
 
 
 def _try_import(module: str):
@@ -238,8 +116,6 @@ class Trainer:
         if not self.is_main:
             self.log = lambda line: None
         if self.world > 1 and self.device.startswith("cuda") and ":" not in config.device:
-            from .device import cuda_device_count
-
             self.device = parse_device(f"cuda:{dist.local_rank() % cuda_device_count()}")
 
         train = load_dataset(config.dataset, "train", config.data_dir)
@@ -283,8 +159,6 @@ class Trainer:
     def _agree(self, *sums):
         """Sum per-rank numbers over ranks, together with the ranks' stop requests; a request
         on any rank becomes ``requested`` on all of them. Returns the sums."""
-        import numpy as np
-
         flag = self._stop is not None and self._stop.pending
         *totals, stops = dist.all_reduce(
             np.array([*sums, flag], np.float64), what="epoch totals"
@@ -582,107 +456,3 @@ class Trainer:
         error = write_plots(self.history, self.config.out_dir, self.config.dataset)
         if error:
             self.log(error)
-
-
-def resume(config: TrainConfig, log=None, callback=None) -> Trainer:
-    """A trainer restored from ``config.out``/checkpoint.npz, ready to ``fit()``."""
-    state = load_checkpoint(Path(config.out) / "checkpoint.npz")
-    trainer = Trainer(config, log=log, callback=callback)
-    trainer.load_state_dict(state)
-    return trainer
-
-
-# ----------------------------------------------------------------------------- command line
-
-
-def _fail(message: str) -> int:
-    print(f"gpugrad train: {message}", file=sys.stderr)
-    return 2
-
-
-def run_cli(options: dict) -> int:
-    """``gpugrad train``: ``options`` holds the settings given on the command line (None for
-    the ones left out) plus ``resume``. Returns the exit status."""
-    given = {
-        k: v for k, v in options.items() if k not in ("resume", "distributed") and v is not None
-    }
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = set(given) - fields
-    if unknown:
-        raise TypeError(f"run_cli: unknown settings {sorted(unknown)}")
-    started = time.perf_counter()
-    backend = options.get("distributed")
-    if backend:
-        # A CPU model all-reduces host memory: MPI's job even where NCCL could be had.
-        if backend == "auto" and given.get("device", "auto").strip().lower() == "cpu":
-            backend = "mpi"
-        dist.init(backend)
-    # Progress and results come from rank 0 alone; every rank still reports its own errors.
-    say = print if dist.rank() == 0 else (lambda *args, **kwargs: None)
-    try:
-        if options.get("resume"):
-            out = given.get("out") or str(Path("runs") / given.get("dataset", "digits"))
-            state = _load_on_every_rank(Path(out) / "checkpoint.npz")
-            saved = dict(state["config"])
-            for key, value in given.items():
-                if key in RESUMABLE_CHANGES:
-                    continue
-                old = tuple(saved[key]) if key == "hidden" else saved[key]
-                if value != old:
-                    return _fail(
-                        f"--resume: --{key.replace('_', '-')} {value} differs from the "
-                        f"checkpoint's {old}; drop it to resume, or use a new --out for a new run"
-                    )
-            saved.update({k: v for k, v in given.items() if k in RESUMABLE_CHANGES}, out=out)
-            config = TrainConfig(**saved)
-            trainer = Trainer(config)
-            trainer.load_state_dict(state)
-            say(f"resuming {trainer.checkpoint_path} after epoch {trainer.epoch}", flush=True)
-        else:
-            config = TrainConfig(**given)
-            trainer = Trainer(config)
-    except DeviceUnavailable as e:
-        return _fail(str(e))
-    except (FileNotFoundError, ValueError) as e:
-        return _fail(f"error: {e}")
-    say(trainer.describe(), flush=True)
-    if trainer.val_set is trainer.test_set:
-        say("note: --val-fraction 0 validates on the test split (best.npz is chosen by it)")
-    result = trainer.fit()
-    dist.shutdown()  # every rank is done with collectives: leave together
-    if result.status != "done":
-        say(result.message, file=sys.stderr)
-        return 130
-    out = config.out_dir
-    written = [p.name for p in (out / n for n in _OUTPUTS) if p.exists()]
-    best = result.best or {}
-    say(
-        f"test loss {result.test['loss']:.4f} acc {result.test['acc']:.2%} "
-        f"(final model, {result.epochs_done} epochs) | best val acc "
-        f"{best.get('val_acc', float('nan')):.2%} at epoch {best.get('epoch')} (best.npz)"
-    )
-    say(
-        f"done in {time.perf_counter() - started:.1f} s; wrote {', '.join(written)} to {out}",
-        flush=True,
-    )
-    return 0
-
-
-def _load_on_every_rank(path: Path) -> dict:
-    """The checkpoint, read by rank 0 and sent to the others (which may not see its disk);
-    an error reading it is raised on every rank."""
-    if dist.world_size() == 1:
-        return load_checkpoint(path)
-    result = None
-    if dist.rank() == 0:
-        try:
-            result = (None, load_checkpoint(path))
-        except (FileNotFoundError, ValueError) as e:
-            result = (e, None)
-    error, state = dist.broadcast_object(result)
-    if error is not None:
-        raise error
-    return state
-
-
-_OUTPUTS = ("metrics.json", "curves.png", "grad_flow.png", "checkpoint.npz", "best.npz")
