@@ -50,6 +50,7 @@ from .device import OutOfMemoryError, cuda_device_count, cuda_is_available
 from .dispatch import OPS
 from .engine import enable_grad, is_grad_enabled, no_grad
 from .gradcheck import GradcheckError, gradcheck, gradgradcheck
+from .serialization import load, save
 from .state import config
 from .tensor import Tensor, bool_, float16, float32, float64, from_dlpack, int32, int64, tensor
 
@@ -91,6 +92,7 @@ __all__ = [
     "int32",
     "int64",
     "is_grad_enabled",
+    "load",
     "log",
     "manual_seed",
     "matmul",
@@ -107,6 +109,7 @@ __all__ = [
     "randn",
     "relu",
     "reshape",
+    "save",
     "sigmoid",
     "sqrt",
     "squeeze",

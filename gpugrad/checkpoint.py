@@ -3,8 +3,9 @@
 Arrays (NumPy, CuPy, gpugrad tensors) become npz entries named by their path in the nested
 state (``model/0.weight``, ``optimizer/state/0/exp_avg``); everything else (numbers, strings,
 RNG states, metrics) goes into one JSON document stored as the entry ``__meta__``, in which
-each array is a placeholder naming its entry. Loading gives NumPy arrays whatever device
-saved them.
+each array is a placeholder naming its entry (a gpugrad Tensor's placeholder also records
+``requires_grad``). Loading gives NumPy arrays whatever device saved them; ``gg.load`` (see
+``gpugrad/serialization.py``) turns the Tensors' entries back into Tensors.
 
 A save writes a temporary file beside the target, flushes and fsyncs it, renames it over the
 target with ``os.replace`` (atomic on POSIX and Windows) and fsyncs the directory, so a crash
@@ -28,14 +29,20 @@ _ARRAY = "__ndarray__"  # placeholder {"__ndarray__": entry name}
 _SCALAR = "__npscalar__"  # NumPy scalars keep their dtype: {"__npscalar__": entry name}
 _ITEMS = "__items__"  # a dict with non-string keys: {"__items__": [[key, value], ...]}
 _TUPLE = "__tuple__"
+_TENSOR = "__tensor__"  # a gpugrad Tensor: {"__tensor__": entry name, "requires_grad": bool}
 FORMAT = "gpugrad-checkpoint-1"
+
+
+def _is_tensor(value) -> bool:
+    # Duck-typed: this module sits below the Tensor class in the import layers.
+    return hasattr(value, "numpy") and hasattr(value, "device") and hasattr(value, "requires_grad")
 
 
 def _as_numpy(value):
     if isinstance(value, np.ndarray):
         return value
-    if hasattr(value, "numpy") and hasattr(value, "device") and hasattr(value, "data"):
-        return value.numpy()  # a gpugrad Tensor (copied to the host if on a GPU)
+    if _is_tensor(value):
+        return value.numpy()  # copied to the host if on a GPU
     if hasattr(value, "__cuda_array_interface__") and hasattr(value, "get"):
         return value.get()  # a CuPy array
     return None
@@ -55,6 +62,8 @@ def _flatten(value, path: str, arrays: dict):
             raise TypeError(f"checkpoint: {path or 'value'} is an object array; save numbers")
         _claim(path, arrays)
         arrays[path] = arr
+        if _is_tensor(value):
+            return {_TENSOR: path, "requires_grad": bool(value.requires_grad)}
         return {_ARRAY: path}
     if isinstance(value, np.generic):
         _claim(path, arrays)
@@ -80,19 +89,22 @@ def _flatten(value, path: str, arrays: dict):
     )
 
 
-def _unflatten(node, arrays):
+def _unflatten(node, arrays, restore_tensor):
     if isinstance(node, dict):
         if _ARRAY in node:
             return arrays[node[_ARRAY]]
+        if _TENSOR in node:
+            arr = arrays[node[_TENSOR]]
+            return arr if restore_tensor is None else restore_tensor(arr, node["requires_grad"])
         if _SCALAR in node:
             return arrays[node[_SCALAR]][()]
         if _ITEMS in node:
-            return {k: _unflatten(v, arrays) for k, v in node[_ITEMS]}
+            return {k: _unflatten(v, arrays, restore_tensor) for k, v in node[_ITEMS]}
         if _TUPLE in node:
-            return tuple(_unflatten(v, arrays) for v in node[_TUPLE])
-        return {k: _unflatten(v, arrays) for k, v in node.items()}
+            return tuple(_unflatten(v, arrays, restore_tensor) for v in node[_TUPLE])
+        return {k: _unflatten(v, arrays, restore_tensor) for k, v in node.items()}
     if isinstance(node, list):
-        return [_unflatten(v, arrays) for v in node]
+        return [_unflatten(v, arrays, restore_tensor) for v in node]
     return node
 
 
@@ -169,8 +181,12 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
     atomic_write(path, write)
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict:
-    """Load what ``save_checkpoint`` wrote; arrays come back as NumPy arrays."""
+def load_checkpoint(path: str | os.PathLike, restore_tensor=None) -> dict:
+    """Load what ``save_checkpoint`` wrote; arrays come back as NumPy arrays.
+
+    ``restore_tensor(array, requires_grad)``, when given, builds the value of each entry that
+    was saved from a Tensor (``gg.load`` makes Tensors again); by default they are arrays too.
+    """
     path = Path(path)
     try:
         # Open the file ourselves: np.load leaks its handle when the zip directory is corrupt.
@@ -189,6 +205,6 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ValueError(f"{path}: unknown checkpoint format {meta.get('format')!r}")
     try:
-        return _unflatten(meta["state"], entries)
+        return _unflatten(meta["state"], entries, restore_tensor)
     except KeyError as e:
         raise ValueError(f"{path}: corrupt checkpoint: entry {e} is missing") from None
