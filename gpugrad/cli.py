@@ -1,8 +1,15 @@
-"""The ``gpugrad`` command: ``gpugrad demo | info | train | bench`` (also ``python -m gpugrad``)."""
+"""The ``gpugrad`` command (also ``python -m gpugrad``): demo, info, train, predict, check, bench.
+
+Only this layer prints and chooses exit codes: 0 success, 1 a failure while running, 2 a usage
+error (argparse's and ours: one line naming the option and the fix), 3 a diverged training run,
+130 an interrupted one. An exception that reaches ``main`` is a bug in gpugrad: its traceback
+is printed with a line asking to report it.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import time
@@ -10,6 +17,7 @@ import time
 import numpy as np
 
 from .train.cli import add_train_parser
+from .train.predict import add_predict_parser
 
 
 def _demo(args) -> int:
@@ -116,37 +124,90 @@ def _add_bench(sub) -> None:
     bench.set_defaults(run=_bench)
 
 
-def _check(args) -> int:
+def _check_devices(text: str | None, dtype: str) -> tuple[str, str]:
+    """The (reference, checked) devices for ``--devices``; UsageError for ones absent here."""
     import gpugrad as gg
 
+    from .device import _probe_cuda, parse_device
+
+    if text is None:
+        if gg.cuda_is_available():
+            return "cpu", "cuda"
+        print(
+            f"gpugrad check: no GPU ({_probe_cuda()}); checking the CPU fast paths in "
+            f"{dtype} against float64 instead (--devices cpu,cpu)"
+        )
+        return "cpu", "cpu"
+    devices = tuple(d.strip() for d in text.split(","))
+    if len(devices) != 2:
+        raise UsageError(f"--devices {text}: takes two devices, reference,checked: e.g. cpu,cuda")
+    try:
+        return tuple(parse_device(d) for d in devices)
+    except (ValueError, RuntimeError) as e:  # an unknown name, or CUDA absent here
+        raise UsageError(f"--devices {text}: {e}") from None
+
+
+def _check(args) -> int:
     from . import checks
 
-    devices = tuple(d.strip() for d in args.devices.split(",")) if args.devices else None
-    if devices is None:
-        if not gg.cuda_is_available():
-            from .device import _probe_cuda
-
-            print(
-                f"gpugrad check: no GPU ({_probe_cuda()}); checking the CPU fast paths in "
-                "float32 against float64 instead (--devices cpu,cpu)"
-            )
-            devices = ("cpu", "cpu")
-        else:
-            devices = ("cpu", "cuda")
-    if len(devices) != 2:
-        print("gpugrad check: --devices takes two devices, e.g. cpu,cuda", file=sys.stderr)
+    try:
+        devices = _check_devices(args.devices, args.dtype)
+    except UsageError as e:
+        print(f"gpugrad check: {e}", file=sys.stderr)
         return 2
-    dtype = np.dtype(args.dtype)
-    return checks.run(devices, dtype=dtype, rtol=args.rtol, atol=args.atol)
+    return checks.run(devices, dtype=np.dtype(args.dtype), rtol=args.rtol, atol=args.atol)
+
+
+class UsageError(Exception):
+    """A mistake on the command line; the message is the line to print."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the usage block is what --help is for)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _add_check(sub) -> None:
+    check = sub.add_parser(
+        "check",
+        help="crosscheck every op, loss and MLP between two devices (GPU against CPU float64)",
+        description="Run every op family, every loss and an MLP per activation on the checked "
+        "device in --dtype and on the CPU in float64 (fast paths off), compare every "
+        "intermediate value and gradient, print a table, exit 1 when a case disagrees.",
+    )
+    add = check.add_argument
+    add(
+        "--devices",
+        metavar="REF,CHECKED",
+        help="reference and checked device (default cpu,cuda; cpu,cpu without a GPU)",
+    )
+    add(
+        "--dtype",
+        default="float32",
+        choices=("float32", "float64"),
+        help="the checked side's dtype (the reference is float64), default float32",
+    )
+    add("--rtol", type=float, default=1e-3, help="relative tolerance, default 1e-3")
+    add("--atol", type=float, default=1e-4, help="absolute tolerance, default 1e-4")
+    check.set_defaults(run=_check)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gpugrad", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    import gpugrad as gg
+
+    parser = _Parser(
+        prog="gpugrad",
+        description="gpugrad: reverse-mode autodiff on NumPy and CuPy, and the tools around "
+        "it. 'gpugrad COMMAND --help' describes each command.",
+    )
+    parser.add_argument("--version", action="version", version=f"gpugrad {gg.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo = sub.add_parser("demo", help="the seed example and a tiny MLP trained with raw tensors")
-    demo.add_argument("--steps", type=int, default=500)
-    demo.add_argument("--lr", type=float, default=0.5)
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--steps", type=int, default=500, help="gradient steps, default 500")
+    demo.add_argument("--lr", type=float, default=0.5, help="learning rate, default 0.5")
+    demo.add_argument("--seed", type=int, default=0, help="seeds the data and weights, default 0")
     demo.set_defaults(run=_demo)
     info = sub.add_parser("info", help="versions, devices and the op table size")
     info.add_argument(
@@ -154,24 +215,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     info.set_defaults(run=_info)
     add_train_parser(sub)
-    check = sub.add_parser(
-        "check",
-        help="crosscheck every op, loss and MLP: GPU float32 against CPU float64",
-    )
-    check.add_argument(
-        "--devices", help="reference,checked (default cpu,cuda; cpu,cpu without GPU)"
-    )
-    check.add_argument("--dtype", default="float32", choices=("float32", "float64"))
-    check.add_argument("--rtol", type=float, default=1e-3)
-    check.add_argument("--atol", type=float, default=1e-4)
-    check.set_defaults(run=_check)
+    add_predict_parser(sub)
+    _add_check(sub)
     _add_bench(sub)
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except BrokenPipeError:  # the reader went away (| head): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except KeyboardInterrupt:  # gpugrad train saves and says more; elsewhere, just stop
+        print(f"gpugrad {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        # The commands turn every user mistake into a message and an exit code; what arrives
+        # here is a bug. Under a multi-process job, the distributed excepthook ends the job.
+        import traceback
+
+        import gpugrad as gg
+        from gpugrad import distributed as dist
+
+        if dist.world_size() > 1:
+            raise
+        traceback.print_exc()
+        print(
+            f"gpugrad {gg.__version__}: {type(e).__name__} above is a bug in gpugrad, not a "
+            "mistake of yours; please report it with the command you ran and this output",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

@@ -264,6 +264,7 @@ def test_cli_under_mpirun_writes_only_from_rank_0_and_resumes_on_one_process(tmp
     assert "x 2 ranks (mpi)" in out
     assert sorted(p.name for p in (dirs[0] / "run").iterdir()) == [
         "best.npz",
+        "best.safetensors",
         "checkpoint.npz",
         "metrics.json",
     ]

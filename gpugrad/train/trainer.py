@@ -1,18 +1,19 @@
 """Train an MLP classifier end to end: data, model, optimizer, checkpoints, metrics, plots.
 
-``gpugrad train`` is a thin wrapper around ``Trainer``. A run writes into its output folder:
-``metrics.json`` (per epoch, rewritten atomically), ``checkpoint.npz`` (the latest state),
-``best.npz`` (the state with the best validation accuracy), ``curves.png`` and
-``grad_flow.png``. Everything that decides the result (parameters, optimizer and scheduler
-state, the RNG streams, the position inside an epoch) is in the checkpoint, so a resumed run
-ends bit-identical on the CPU to one that was never stopped.
+A run writes into its output folder: ``metrics.json`` (per epoch, rewritten atomically),
+``checkpoint.npz`` (the latest state), ``best.npz`` (the state with the best validation
+accuracy), ``best.safetensors`` (that state's model weights, PyTorch key names, with the
+model's description in the header), ``curves.png`` and ``grad_flow.png``. Everything that
+decides the result (parameters, optimizer and scheduler state, the RNG streams, the position
+inside an epoch) is in the checkpoint, so a resumed run ends bit-identical on the CPU to one
+that was never stopped. A loss that becomes NaN or infinite stops the run (status
+"diverged") without saving: the last checkpoint stays the last good state.
 """
 
 from __future__ import annotations
 
-import signal
+import math
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,8 @@ from ..checkpoint import save_checkpoint, write_json
 from ..data import DataLoader, load_dataset
 from ..device import cuda_device_count, parse_device, xp_for
 from ..plots import write_plots
+from ..serialization import save as save_file
+from . import records, rundir
 from .builders import (
     build_model,
     build_optimizer,
@@ -35,8 +38,11 @@ from .builders import (
     resolve_device,
 )
 from .config import TrainConfig
+from .guards import Diverged, LossWatch, StopFlag
 
 EVAL_BATCH = 1024
+# An epoch whose mean training loss exceeds the untrained model's this many times is diverging.
+GROWTH_WARNING = 10.0
 
 
 def _try_import(module: str):
@@ -46,48 +52,11 @@ def _try_import(module: str):
         return e
 
 
-class _StopFlag:
-    """The first Ctrl-C asks the loop to stop at the next batch boundary (so parameters and
-    optimizer state are never half-updated when saved); a second one stops at once."""
-
-    def __init__(self, log, deferred: bool = False):
-        self.requested = False
-        # With several ranks a request only becomes ``requested`` when the ranks agree on it
-        # (Trainer._agree), so that all of them stop after the same batch.
-        self.deferred = deferred
-        self.pending = False
-        self._log = log
-        self._previous = None
-
-    def request(self) -> None:
-        if self.deferred:
-            self.pending = True
-        else:
-            self.requested = True
-
-    def _handler(self, signum, frame):
-        if self.requested or self.pending:
-            raise KeyboardInterrupt
-        self.request()
-        self._log("\ninterrupt: stopping after this batch (Ctrl-C again to stop at once)")
-
-    def __enter__(self):
-        # Signal handlers can only be installed from the main thread; elsewhere, Ctrl-C
-        # arrives as KeyboardInterrupt and the last end-of-epoch checkpoint stands.
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-
 @dataclass
 class Result:
-    """What a finished or interrupted run reports back."""
+    """What a finished, interrupted or diverged run reports back."""
 
-    status: str  # "done" or "interrupted"
+    status: str  # "done", "interrupted" or "diverged"
     epochs_done: int
     history: list = field(default_factory=list)
     test: dict | None = None
@@ -107,7 +76,7 @@ class Trainer:
         self.config = config
         self.log = log or (lambda line: print(line, flush=True))
         self.callback = callback
-        self._stop: _StopFlag | None = None
+        self._stop: StopFlag | None = None
         self.device, self.device_note = resolve_device(config.device)
         # Data parallel when gpugrad.distributed was initialized with several ranks: each
         # rank trains on its slice of every global batch; only rank 0 prints and writes files.
@@ -126,6 +95,7 @@ class Trainer:
             self.train_set, self.val_set = train, self.test_set
         self.classes = train.num_classes
         self.in_features = train.num_features
+        self.feature_range = (float(train.x.min()), float(train.x.max()))
 
         creation.manual_seed(config.seed)
         self.model = build_model(config, self.in_features, self.classes)
@@ -150,6 +120,9 @@ class Trainer:
         self.position: dict | None = None  # where inside an epoch a stopped run left off
         self.history: list[dict] = []
         self.best: dict | None = None
+        self.started = records.now()  # when the run began (kept across resumes)
+        self.warnings: dict[str, str] = {}  # kind -> the line that was printed
+        self.watch = LossWatch()
 
     # ------------------------------------------------------------------ state
     def request_stop(self) -> None:
@@ -184,6 +157,9 @@ class Trainer:
             },
             "history": self.history,
             "best": self.best,
+            "started": self.started,
+            "initial_loss": self.watch.initial,
+            "warnings": self.warnings,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -199,32 +175,20 @@ class Trainer:
         self.position = state.get("position")
         self.history = list(state.get("history") or [])
         self.best = state.get("best")
+        # Checkpoints of earlier versions lack these three.
+        self.started = state.get("started") or self.started
+        self.watch = LossWatch(state.get("initial_loss"))
+        self.warnings = dict(state.get("warnings") or {})
 
     # ------------------------------------------------------------------ files
     @property
     def checkpoint_path(self) -> Path:
-        return self.config.out_dir / "checkpoint.npz"
+        return self.config.out_dir / rundir.CHECKPOINT
 
-    def _write_metrics(self, status: str, test: dict | None = None) -> None:
-        if not self.is_main:
-            return
-        write_json(
-            self.config.out_dir / "metrics.json",
-            {
-                "status": status,
-                "config": self.config.to_json(),
-                "device": self.device,
-                "num_parameters": self.num_parameters(),
-                "sizes": {
-                    "train": len(self.train_set),
-                    "val": len(self.val_set) if self.val_set is not self.test_set else 0,
-                    "test": len(self.test_set),
-                },
-                "epochs": self.history,
-                "best": self.best,
-                "test": test,
-            },
-        )
+    def _write_metrics(self, status: str, test=None, divergence=None) -> None:
+        if self.is_main:
+            doc = records.metrics(self, status, test, divergence)
+            write_json(self.config.out_dir / rundir.METRICS, doc)
 
     def _save(self, best: bool = False) -> None:
         if not self.is_main:
@@ -232,14 +196,17 @@ class Trainer:
         state = self.state_dict()
         save_checkpoint(self.checkpoint_path, state)
         if best:
-            save_checkpoint(self.config.out_dir / "best.npz", state)
+            out = self.config.out_dir
+            save_checkpoint(out / rundir.BEST, state)
+            header = records.weights_header(self)
+            save_file(state["model"], out / rundir.BEST_WEIGHTS, metadata=header)
 
     # ------------------------------------------------------------------ loops
     def evaluate(self, loader) -> tuple[float, float]:
         """Mean loss and accuracy over a loader, without recording a graph."""
         self.model.eval()
         total_loss, correct, seen = 0.0, 0, 0
-        with no_grad():
+        with no_grad(), np.errstate(all="ignore"):
             for x, y in loader:
                 logits = self.model(x)
                 loss = compute_loss(self.config.loss, logits, y, self.classes)
@@ -261,8 +228,14 @@ class Trainer:
         return tqdm.tqdm(total=total, desc=desc, unit="batch", leave=False, file=sys.stderr)
 
     def _train_epoch(self, epoch: int) -> bool:
-        """Train one epoch (from ``self.position`` when resuming); False if stopped early."""
-        cfg = self.config
+        """Train one epoch (from ``self.position`` when resuming); False if stopped early.
+        Raises Diverged when a loss is not finite."""
+        # A diverging run overflows: the guard reports it, NumPy's warnings would only repeat it.
+        with np.errstate(all="ignore"):
+            return self._run_epoch(epoch)
+
+    def _run_epoch(self, epoch: int) -> bool:
+        cfg, watch = self.config, self.watch
         xp = xp_for(self.device)
         self.model.train()
         self.loader.set_epoch(epoch)
@@ -290,20 +263,26 @@ class Trainer:
             for batch, (x, y) in enumerate(self.loader.iter_from(start), start=start):
                 logits = self.model(x)
                 loss = compute_loss(cfg.loss, logits, y, self.classes)
+                bad = watch.check()  # the previous batch's loss, while this one's is queued
                 self.optimizer.zero_grad()
                 loss.backward()
                 if self.world > 1:
                     # Average now, weighted by this rank's share of the batch, so the norms
-                    # below are the whole batch's; stop requests travel in the same all-reduce.
+                    # below are the whole batch's; stop requests and a bad loss on any rank
+                    # travel in the same all-reduce, so that every rank stops at this batch.
                     share = len(y) / self.loader.global_batch_size(batch)
                     pending = self._stop is not None and self._stop.pending
-                    stops = self.optimizer.synchronize(share, flags=(pending,))
-                    if stops[0] and self._stop is not None:
+                    stops, bads = self.optimizer.synchronize(share, flags=(pending, bad))
+                    if stops and self._stop is not None:
                         self._stop.requested = True
+                    bad = bads > 0
+                if bad:
+                    raise watch.diverged()
                 for name, p in self.tracked:
                     if p.grad is not None:
                         grad_sums[name] += xp.linalg.norm(p.grad.data)
                 self.optimizer.step()
+                watch.push(epoch, batch, loss.data)
                 n = len(y)
                 loss_sum += loss.data * n
                 correct += (logits.data.argmax(axis=1) == y.data).sum()
@@ -318,9 +297,12 @@ class Trainer:
                     self.callback(self, epoch, batch)
                 stop = self._stop is not None and self._stop.requested
                 if stop and batch + 1 < len(self.loader):
-                    totals = (float(loss_sum), int(correct), seen)
+                    # The state about to be saved must come from finite losses only.
+                    totals = (float(loss_sum), int(correct), seen, watch.check())
                     if self.world > 1:
                         totals = self._agree(*totals)
+                    if totals[3]:
+                        raise watch.diverged()
                     self.position = {
                         "epoch": epoch,
                         "batch": batch + 1,
@@ -337,15 +319,20 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
+        bad = watch.check()
         if self.world > 1:
-            loss_sum, correct, seen = self._agree(float(loss_sum), int(correct), seen)
+            loss_sum, correct, seen, bad = self._agree(float(loss_sum), int(correct), seen, bad)
             seen = int(seen)
+        if bad:
+            raise watch.diverged()
         seconds = sums["seconds"] + time.perf_counter() - t0
         self.position = None
         lr = current_lr(self.optimizer)
         if self.scheduler is not None:
             self.scheduler.step()
         val_loss, val_acc = self.evaluate(self.val_loader)
+        if not math.isfinite(val_loss):  # finite training losses, yet the weights overflow
+            raise Diverged(epoch, None, val_loss, watch.last_finite, "the validation loss")
         self.history.append(
             {
                 "epoch": epoch + 1,
@@ -361,42 +348,34 @@ class Trainer:
         )
         return True
 
-    def _epoch_line(self, h: dict) -> str:
-        width = len(str(self.config.epochs))
-        return (
-            f"epoch {h['epoch']:>{width}}/{self.config.epochs}  "
-            f"train loss {h['train_loss']:.4f} acc {h['train_acc']:6.2%}  "
-            f"val loss {h['val_loss']:.4f} acc {h['val_acc']:6.2%}  "
-            f"lr {h['lr']:.2e}  {h['time_s']:.2f} s ({h['samples_per_s']:,.0f} samples/s)"
-        )
+    def _warn_if_growing(self, h: dict) -> None:
+        """Say once when the loss runs away without (yet) overflowing, e.g. --lr 1000."""
+        initial = self.watch.initial
+        if "diverging" in self.warnings or not initial or initial <= 0:
+            return
+        if h["train_loss"] > GROWTH_WARNING * initial:
+            line = (
+                f"warning: epoch {h['epoch']}'s mean train loss {h['train_loss']:.4g} is "
+                f"{h['train_loss'] / initial:.3g}x the untrained model's {initial:.4g}: the run "
+                f"is diverging; lower --lr (now {self.config.lr:g})"
+            )
+            self.warnings["diverging"] = line
+            self.log(line)
 
     def describe(self) -> str:
-        cfg = self.config
-        sizes = "-".join(str(s) for s in (self.in_features, *cfg.hidden, self.classes))
-        val = (
-            f"{len(self.val_set):,} val"
-            if self.val_set is not self.test_set
-            else "val = test split"
-        )
-        device = self.device + (f" ({self.device_note})" if self.device_note else "")
-        if self.world > 1:
-            be = dist.backend()
-            device += f" x {self.world} ranks ({be.name if be else '?'})"
-        return (
-            f"device {device} | model MLP {sizes} {cfg.activation}, "
-            f"{self.num_parameters():,} parameters | {cfg.dataset}: "
-            f"{len(self.train_set):,} train, {val}, {len(self.test_set):,} test | "
-            f"{cfg.optimizer} lr {cfg.lr:g}, {cfg.scheduler} schedule, batch {cfg.batch_size}"
-        )
+        """The run in one line: device, model, data, optimizer, output folder."""
+        return records.describe(self)
 
     def fit(self) -> Result:
-        """Train until ``config.epochs`` or a stop request; write metrics, checkpoints, plots."""
+        """Train until ``config.epochs``, a stop request or a non-finite loss; write metrics,
+        checkpoints and plots."""
         cfg = self.config
         if self.is_main:
-            cfg.out_dir.mkdir(parents=True, exist_ok=True)
+            rundir.check_writable(cfg.out_dir)
+            rundir.make(cfg.out_dir)
         started = time.perf_counter()
-        status = "done"
-        with _StopFlag(self.log, deferred=self.world > 1) as self._stop:
+        status, diverged = "done", None
+        with StopFlag(self.log, deferred=self.world > 1) as self._stop:
             try:
                 while self.epoch < cfg.epochs:
                     finished = self._train_epoch(self.epoch)
@@ -408,10 +387,13 @@ class Trainer:
                             self.best = {"epoch": h["epoch"], "val_acc": h["val_acc"]}
                         self._save(best=is_best)
                         self._write_metrics("running")
-                        self.log(self._epoch_line(h))
+                        self.log(records.epoch_line(self.config, h))
+                        self._warn_if_growing(h)
                     if not finished or self._stop.requested:
                         status = "interrupted"
                         break
+            except Diverged as e:
+                status, diverged = "diverged", e
             except KeyboardInterrupt:
                 # A second Ctrl-C (or one outside the main thread) can land anywhere, e.g.
                 # half-way through an optimizer step, so the in-memory state is not saved;
@@ -420,13 +402,14 @@ class Trainer:
             finally:
                 self._stop = None
         seconds = time.perf_counter() - started
+        if status == "diverged":
+            return self._diverged(diverged, seconds)
         if status == "killed":
             msg = (
                 f"interrupted; {self.checkpoint_path} holds the state after epoch "
                 f"{self.epoch}. Resume with: gpugrad train --out {cfg.out} --resume"
             )
-            self._write_metrics("interrupted")
-            self._plots()
+            self._finish("interrupted")
             return Result("interrupted", self.epoch, self.history, None, self.best, seconds, msg)
         if status == "interrupted":
             if self.position is not None:
@@ -437,8 +420,7 @@ class Trainer:
                 )
             else:
                 where = f"the end of epoch {self.epoch}"
-            self._write_metrics("interrupted")
-            self._plots()
+            self._finish("interrupted")
             msg = (
                 f"interrupted at {where}; saved {self.checkpoint_path}. "
                 f"Resume with: gpugrad train --out {cfg.out} --resume"
@@ -446,13 +428,29 @@ class Trainer:
             return Result("interrupted", self.epoch, self.history, None, self.best, seconds, msg)
         test_loss, test_acc = self.evaluate(self.test_loader)
         test = {"loss": test_loss, "acc": test_acc, "epoch": self.epoch}
-        self._write_metrics("done", test)
-        self._plots()
+        self._finish("done", test)
         return Result("done", self.epoch, self.history, test, self.best, seconds)
 
-    def _plots(self) -> None:
+    def _diverged(self, e: Diverged, seconds: float) -> Result:
+        where = f"epoch {e.epoch + 1}" + (
+            f", batch {e.batch + 1}/{len(self.loader)}" if e.batch is not None else ""
+        )
+        last = f"; last finite training loss {e.last_finite:.4g}" if e.last_finite else ""
+        if self.epoch:
+            kept = f"{self.checkpoint_path} keeps the state after epoch {self.epoch}"
+        else:
+            kept = "nothing was saved (it diverged in the first epoch)"
+        msg = (
+            f"diverged at {where}: {e.what} became {e.value}{last}; {kept}. "
+            f"Lower the learning rate (--lr {self.config.lr:g} now) and start a new run"
+        )
+        self._finish("diverged", divergence=e.to_json())
+        return Result("diverged", self.epoch, self.history, None, self.best, seconds, msg)
+
+    def _finish(self, status: str, test=None, divergence=None) -> None:
+        self._write_metrics(status, test, divergence)
         if not self.config.plots or not self.history or not self.is_main:
             return
-        error = write_plots(self.history, self.config.out_dir, self.config.dataset)
+        error = write_plots(self.history, self.config.out_dir, self.config.dataset, self.best)
         if error:
             self.log(error)

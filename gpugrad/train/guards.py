@@ -1,0 +1,106 @@
+"""What stops a run early: Ctrl-C (``StopFlag``) and a loss that is no longer a number
+(``LossWatch``, which raises ``Diverged``)."""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+
+
+class StopFlag:
+    """The first Ctrl-C asks the loop to stop at the next batch boundary (so parameters and
+    optimizer state are never half-updated when saved); a second one stops at once."""
+
+    def __init__(self, log, deferred: bool = False):
+        self.requested = False
+        # With several ranks a request only becomes ``requested`` when the ranks agree on it
+        # (Trainer._agree), so that all of them stop after the same batch.
+        self.deferred = deferred
+        self.pending = False
+        self._log = log
+        self._previous = None
+
+    def request(self) -> None:
+        if self.deferred:
+            self.pending = True
+        else:
+            self.requested = True
+
+    def _handler(self, signum, frame):
+        if self.requested or self.pending:
+            raise KeyboardInterrupt
+        self.request()
+        self._log("\ninterrupt: stopping after this batch (Ctrl-C again to stop at once)")
+
+    def __enter__(self):
+        # Signal handlers can only be installed from the main thread; elsewhere, Ctrl-C
+        # arrives as KeyboardInterrupt and the last end-of-epoch checkpoint stands.
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+class Diverged(Exception):
+    """The loss became NaN or infinite; nothing computed after that point may be saved."""
+
+    def __init__(self, epoch: int, batch: int | None, value: float, last_finite, what: str):
+        self.epoch = epoch  # 0-based
+        self.batch = batch  # 0-based within the epoch; None for the validation loss
+        self.value = value
+        self.last_finite = last_finite  # the last finite training loss, or None
+        self.what = what
+        super().__init__(f"{what} became {value}")
+
+    def to_json(self) -> dict:
+        return {
+            "epoch": self.epoch + 1,
+            "batch": None if self.batch is None else self.batch + 1,
+            "what": self.what,
+            "value": self.value,
+            "last_finite_loss": self.last_finite,
+        }
+
+
+class LossWatch:
+    """Checks each batch's training loss for NaN and infinity, one batch late.
+
+    Reading a loss off a GPU waits for the GPU to finish it. Checking batch b's loss after
+    batch b+1's forward is queued keeps the GPU busy during that wait, at the price of one more
+    step, which is never saved: the run stops and keeps the last checkpoint.
+    """
+
+    def __init__(self, initial: float | None = None):
+        self.pending = None  # (epoch, batch, loss array) not yet checked
+        self.last = None  # (epoch, batch) last checked
+        self.last_finite: float | None = None
+        self.bad: tuple | None = None  # (epoch, batch, value) of the first non-finite loss
+        self.initial = initial  # the first loss of the run: the untrained model's
+
+    def push(self, epoch: int, batch: int, loss) -> None:
+        self.pending = (epoch, batch, loss)
+
+    def check(self) -> bool:
+        """Check the pending loss; True once any loss was not finite."""
+        if self.pending is not None:
+            epoch, batch, loss = self.pending
+            self.pending = None
+            value = float(loss)
+            self.last = (epoch, batch)
+            if math.isfinite(value):
+                self.last_finite = value
+                if self.initial is None:
+                    self.initial = value
+            elif self.bad is None:
+                self.bad = (epoch, batch, value)
+        return self.bad is not None
+
+    def diverged(self) -> Diverged:
+        """The exception for the first bad loss; with several ranks another rank may have
+        seen it, and then it names the batch this rank checked last."""
+        epoch, batch, value = self.bad or (*(self.last or (0, 0)), math.nan)
+        return Diverged(epoch, batch, value, self.last_finite, "the training loss")
