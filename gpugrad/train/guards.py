@@ -1,11 +1,14 @@
-"""What stops a run early: Ctrl-C (``StopFlag``) and a loss that is no longer a number
-(``LossWatch``, which raises ``Diverged``)."""
+"""What stops a run early: Ctrl-C (``StopFlag``), a loss or a weight that is no longer a number
+(``LossWatch``, ``check_parameters``: they raise ``Diverged``); and what warns that it may."""
 
 from __future__ import annotations
 
 import math
 import signal
 import threading
+
+# An epoch whose mean training loss exceeds the untrained model's this many times is diverging.
+GROWTH_WARNING = 10.0
 
 
 class StopFlag:
@@ -104,3 +107,27 @@ class LossWatch:
         seen it, and then it names the batch this rank checked last."""
         epoch, batch, value = self.bad or (*(self.last or (0, 0)), math.nan)
         return Diverged(epoch, batch, value, self.last_finite, "the training loss")
+
+
+def check_parameters(model, xp, epoch: int, last_finite) -> None:
+    """Raise Diverged if a parameter is NaN or infinite. A finite loss does not prove the
+    weights are (an activation that maps NaN to 0 hides them); this runs before every save,
+    once an epoch, so its cost does not matter."""
+    for name, p in model.named_parameters():
+        finite = xp.isfinite(p.data)
+        if not bool(finite.all()):
+            value = float(p.data[~finite].ravel()[0])
+            raise Diverged(epoch, None, value, last_finite, f"parameter {name}")
+
+
+def growth_warning(h: dict, watch: LossWatch, lr: float) -> str | None:
+    """A warning line when epoch ``h``'s mean training loss is far above the untrained
+    model's: the run is diverging even while every loss is still finite."""
+    initial = watch.initial
+    if not initial or initial <= 0 or not h["train_loss"] > GROWTH_WARNING * initial:
+        return None
+    return (
+        f"warning: epoch {h['epoch']}'s mean train loss {h['train_loss']:.4g} is "
+        f"{h['train_loss'] / initial:.3g}x the untrained model's {initial:.4g}: the run is "
+        f"diverging; lower --lr (now {lr:g})"
+    )

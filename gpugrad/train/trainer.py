@@ -38,11 +38,9 @@ from .builders import (
     resolve_device,
 )
 from .config import TrainConfig
-from .guards import Diverged, LossWatch, StopFlag
+from .guards import Diverged, LossWatch, StopFlag, check_parameters, growth_warning
 
 EVAL_BATCH = 1024
-# An epoch whose mean training loss exceeds the untrained model's this many times is diverging.
-GROWTH_WARNING = 10.0
 
 
 def _try_import(module: str):
@@ -303,6 +301,7 @@ class Trainer:
                         totals = self._agree(*totals)
                     if totals[3]:
                         raise watch.diverged()
+                    self._check_parameters(epoch)
                     self.position = {
                         "epoch": epoch,
                         "batch": batch + 1,
@@ -325,6 +324,7 @@ class Trainer:
             seen = int(seen)
         if bad:
             raise watch.diverged()
+        self._check_parameters(epoch)
         seconds = sums["seconds"] + time.perf_counter() - t0
         self.position = None
         lr = current_lr(self.optimizer)
@@ -348,17 +348,15 @@ class Trainer:
         )
         return True
 
+    def _check_parameters(self, epoch: int) -> None:
+        check_parameters(self.model, xp_for(self.device), epoch, self.watch.last_finite)
+
     def _warn_if_growing(self, h: dict) -> None:
         """Say once when the loss runs away without (yet) overflowing, e.g. --lr 1000."""
-        initial = self.watch.initial
-        if "diverging" in self.warnings or not initial or initial <= 0:
-            return
-        if h["train_loss"] > GROWTH_WARNING * initial:
-            line = (
-                f"warning: epoch {h['epoch']}'s mean train loss {h['train_loss']:.4g} is "
-                f"{h['train_loss'] / initial:.3g}x the untrained model's {initial:.4g}: the run "
-                f"is diverging; lower --lr (now {self.config.lr:g})"
-            )
+        line = (
+            None if "diverging" in self.warnings else growth_warning(h, self.watch, self.config.lr)
+        )
+        if line:
             self.warnings["diverging"] = line
             self.log(line)
 
