@@ -1,9 +1,9 @@
 """The training plots: loss and accuracy curves, and the flow of the gradients per layer.
 
 Losses and gradient norms span orders of magnitude over a run, so both are drawn on log
-scales; the best epoch (by validation accuracy) is marked on every panel; a run with a single
-epoch draws its points as markers, and values that are not finite (a diverging run) are left
-out with a note saying so, so that a panel is never blank without a reason.
+scales; the best epoch (by validation accuracy) is marked on every panel; every value is a
+marked point, so a single epoch (or a value between gaps) shows; values that are not finite (a
+diverging run) are left out with a note saying so: a panel is never blank without a reason.
 """
 
 from __future__ import annotations
@@ -52,6 +52,15 @@ def _note(fig, notes: list[str]) -> None:
         fig.supxlabel("; ".join(notes), fontsize="small", color="tab:red")
 
 
+def _epoch_axis(ax, epochs) -> None:
+    """Whole epochs on the x axis, all of them shown even where no value is drawable."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    pad = max(1.0, 0.03 * (epochs[-1] - epochs[0]))
+    ax.set_xlim(epochs[0] - pad, epochs[-1] + pad)
+
+
 def _log_scale_if_positive(ax, series) -> None:
     values = [v for s in series for v in s if not math.isnan(v)]
     if values and min(values) > 0:
@@ -70,7 +79,8 @@ def write_plots(
     except ImportError as e:
         return f"plots skipped: matplotlib is not installed ({e}); pip install 'gpugrad[train]'"
     epochs = [h["epoch"] for h in history]
-    marker = "o" if len(history) == 1 else None
+    # Markers: a point between values that cannot be drawn (or a run of one epoch) shows.
+    marker = {"marker": "o", "markersize": 5 if len(history) == 1 else 3}
 
     fig = Figure(figsize=(10, 4.4), layout="constrained")
     FigureCanvasAgg(fig)
@@ -80,12 +90,13 @@ def write_plots(
         loss = _drawable(h[f"{split}_loss"] for h in history)
         acc = [100 * v for v in _drawable(h[f"{split}_acc"] for h in history)]
         losses.append(loss)
-        loss_ax.plot(epochs, loss, style, marker=marker, label=split)
-        acc_ax.plot(epochs, acc, style, marker=marker, label=split)
+        loss_ax.plot(epochs, loss, style, label=split, **marker)
+        acc_ax.plot(epochs, acc, style, label=split, **marker)
     _log_scale_if_positive(loss_ax, losses)
     loss_ax.set(xlabel="epoch", ylabel="loss", title=f"{title} loss".strip())
     acc_ax.set(xlabel="epoch", ylabel="accuracy (%)", title=f"{title} accuracy".strip())
     for ax in (loss_ax, acc_ax):
+        _epoch_axis(ax, epochs)
         _mark_best(ax, best, label=ax is acc_ax)
         ax.grid(alpha=0.3, which="both")
         ax.legend()
@@ -102,6 +113,7 @@ def write_plots(
         norms.append(values)
         ax.plot(epochs, values, marker="o", markersize=3, label=f"layer {i + 1} ({name})")
     _log_scale_if_positive(ax, norms)
+    _epoch_axis(ax, epochs)
     _mark_best(ax, best, label=True)
     ax.set(
         xlabel="epoch",
