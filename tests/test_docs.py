@@ -20,15 +20,34 @@ def _readme_blocks():
     return re.findall(r"```python\n(.*?)```", text, re.S)
 
 
+@pytest.fixture(scope="module")
+def trained_digits(tmp_path_factory):
+    """A folder holding runs/digits as gpugrad train leaves it (one epoch, no plots)."""
+    from gpugrad.train import run_cli
+
+    root = tmp_path_factory.mktemp("readme")
+    out = root / "runs" / "digits"
+    assert run_cli({"epochs": 1, "device": "cpu", "out": str(out), "plots": False}) == 0
+    return root
+
+
 @pytest.mark.parametrize("index", range(len(_readme_blocks())))
-def test_readme_python_examples_run(index, capsys):
+def test_readme_python_examples_run(index, capsys, request, monkeypatch):
     block = _readme_blocks()[index]
     if 'device="cuda"' in block and not gpugrad.cuda_is_available():
         pytest.skip("this README example needs a GPU")
+    if "import torch" in block:
+        pytest.importorskip("torch")
+    if "runs/digits/" in block:  # an example that uses what gpugrad train wrote
+        monkeypatch.chdir(request.getfixturevalue("trained_digits"))
+        capsys.readouterr()  # the training run's own output
     exec(compile(block, f"README.md[python block {index}]", "exec"), {})
     out = capsys.readouterr().out
     if "(1, -3, 4)" in block:
         assert out.splitlines()[0] == "-8.0 4.0 4.0 -2.0"
+    if "best model:" in block:  # the weights gpugrad train saved classify the test split
+        accuracy = float(re.fullmatch(r"best model: (\S+)% on the test split\n", out)[1])
+        assert accuracy > 50
 
 
 def _modules():

@@ -4,6 +4,7 @@ best.safetensors."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import platform
 from datetime import datetime
@@ -99,6 +100,7 @@ def weights_header(trainer) -> dict:
     }
 
 
+@functools.cache  # metrics.json is rewritten every epoch; the machine does not change
 def _cpu_name() -> str:
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
