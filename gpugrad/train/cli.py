@@ -218,6 +218,11 @@ def _find_resumable(given: dict) -> tuple[Path, dict, str | None]:
         folder = Path(given["out"])
     else:
         folder = rundir.newest_run(given.get("dataset", "digits"))
+    if not (folder / rundir.CHECKPOINT).exists():
+        raise UsageError(
+            f"--resume: {folder} holds no {rundir.CHECKPOINT} to continue; give --out the "
+            "folder of the run to resume, or start a new run without --resume"
+        )
     status = rundir.status(folder)
     if status == "diverged":
         raise UsageError(
