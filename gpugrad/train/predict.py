@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..autograd import no_grad
 from ..checkpoint import atomic_write
+from ..engine import no_grad
 from ..serialization import load, load_metadata
 from ..tensor import Tensor
 from . import rundir

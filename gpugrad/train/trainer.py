@@ -22,10 +22,10 @@ import numpy as np
 
 from .. import creation
 from .. import distributed as dist
-from ..autograd import no_grad
 from ..checkpoint import save_checkpoint, write_json
 from ..data import DataLoader, load_dataset
 from ..device import cuda_device_count, parse_device, xp_for
+from ..engine import no_grad
 from ..plots import write_plots
 from ..serialization import save as save_file
 from . import records, rundir
