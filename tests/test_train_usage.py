@@ -137,6 +137,38 @@ def test_each_setting_is_checked_with_its_own_message(settings, message):
     assert str(error.value).startswith(message)
 
 
+def test_a_new_option_is_one_field_with_its_checks():
+    import dataclasses
+
+    from gpugrad.train.config import Applies, Requirement, option
+
+    @dataclasses.dataclass
+    class Extended(TrainConfig):
+        warmup_epochs: int = option(
+            0,
+            "epochs of linear warm-up",
+            check=Requirement("an integer in [0, --epochs)", lambda v, c: 0 <= v < c.epochs, True),
+        )
+        label_smoothing: float | None = option(
+            None,
+            "label smoothing",
+            check=Requirement("in [0, 1)", lambda v: 0 <= v < 1),
+            applies=Applies(
+                lambda c: c.loss == "cross_entropy", "--loss cross_entropy", lambda c: c.loss
+            ),
+        )
+
+    assert Extended(epochs=5, warmup_epochs=2, label_smoothing=0.1).warmup_epochs == 2
+    with pytest.raises(
+        ConfigError, match=r"^--warmup-epochs 5: must be an integer in \[0, --epochs\)"
+    ):
+        Extended(epochs=5, warmup_epochs=5)
+    with pytest.raises(
+        ConfigError, match="^--label-smoothing 0.1: applies to --loss cross_entropy"
+    ):
+        Extended(loss="mse", label_smoothing=0.1)
+
+
 def test_optimizer_defaults_apply_only_where_they_mean_something():
     sgd, adam, adamw = (TrainConfig(optimizer=o) for o in ("sgd", "adam", "adamw"))
     assert (sgd.lr, sgd.momentum, sgd.weight_decay) == (0.1, 0.9, 0.0)

@@ -6,9 +6,17 @@ shows, how the command line parses the value, which values it accepts (``choices
 family) and whether ``--resume`` may change it. The command line (``train/cli.py``) is built
 from these fields and ``TrainConfig`` checks them all when it is made, before anything is
 loaded or written. Adding an option is adding a field here and using it where the run is built
-(``builders.py``) or trained (``trainer.py``). An option that applies only to some runs
-defaults to None and gets its value in ``_fill_defaults``, so that "given" and "left out" stay
-distinguishable.
+(``builders.py``) or trained (``trainer.py``), for example::
+
+    label_smoothing: float | None = option(
+        None, "cross-entropy label smoothing (default 0)", check=FRACTION,
+        applies=Applies(lambda c: c.loss == "cross_entropy", "--loss cross_entropy",
+                        lambda c: f"--loss {c.loss}"),
+    )
+
+An option that applies only to some runs defaults to None and gets its value in
+``_fill_defaults``, so that "given" and "left out" stay distinguishable. A bound that depends
+on another option is a ``Requirement(..., relative=True)``.
 """
 
 from __future__ import annotations
@@ -40,10 +48,13 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Requirement:
-    """What a value must be: ``text`` completes "must be ..."."""
+    """What a value must be: ``text`` completes "must be ...". With ``relative`` the test is
+    ``test(value, config)``, for a bound set by another option (a warm-up shorter than
+    ``--epochs``); it is checked once the whole configuration is known."""
 
     text: str
-    test: Callable[[object], bool]
+    test: Callable[..., bool]
+    relative: bool = False
 
 
 def _finite(v) -> bool:
@@ -246,7 +257,7 @@ def check_value(f: dataclasses.Field, value) -> None:
     if meta["choices"] is not None and value not in meta["choices"]:
         raise ConfigError(f"{flag} {value!r}: must be one of {', '.join(meta['choices'])}")
     rule = meta["check"]
-    if rule is not None and not rule.test(value):
+    if rule is not None and not rule.relative and not rule.test(value):
         raise ConfigError(f"{flag} {shown(value)}: must be {rule.text}")
 
 
@@ -255,7 +266,9 @@ def _check_field(config: TrainConfig, f: dataclasses.Field) -> None:
     check_value(f, value)
     if value is None:
         return
-    applies, flag = f.metadata["applies"], flag_of(f)
+    rule, applies, flag = f.metadata["check"], f.metadata["applies"], flag_of(f)
+    if rule is not None and rule.relative and not rule.test(value, config):
+        raise ConfigError(f"{flag} {shown(value)}: must be {rule.text}")
     if applies is not None and not applies.test(config):
         raise ConfigError(
             f"{flag} {shown(value)}: applies to {applies.text} only, not to "

@@ -55,7 +55,7 @@ def describe(folder: Path) -> str:
     """What the run in ``folder`` is, in a few words: "done, 30/30 epochs"."""
     try:
         metrics = json.loads((folder / METRICS).read_text())
-        status, done = metrics["status"], len(metrics["epochs"])
+        said, done = metrics["status"], len(metrics["epochs"])
         planned = metrics["config"]["epochs"]
     except (OSError, ValueError, KeyError, TypeError):
         try:  # no readable metrics: the checkpoint still knows how far the run got
@@ -63,10 +63,10 @@ def describe(folder: Path) -> str:
             return f"a checkpoint after epoch {state['epoch']}/{state['config']['epochs']}"
         except (OSError, ValueError, KeyError, TypeError):
             present = [name for name in OUTPUTS if (folder / name).exists()]
-            return "its " + ", ".join(present)
-    if status == "running":
-        status = "running, or stopped without saying so"
-    return f"{status}, {done}/{planned} epochs"
+            return "files of a run: " + ", ".join(present)
+    if said == "running":
+        said = "running, or stopped without saying so"
+    return f"{said}, {done}/{planned} epochs"
 
 
 def _numbered(base: Path) -> dict[int, Path]:
