@@ -148,7 +148,16 @@ def run_predict(args) -> int:
         print(note, file=sys.stderr)
     classes, _ = predict(model, x, device)
     if args.output:
-        atomic_write(args.output, lambda f: np.save(f, classes))
+        try:
+            atomic_write(args.output, lambda f: np.save(f, classes))
+        except OSError as e:
+            where = f" ({e.filename})" if e.filename else ""
+            reason = f"{e.strerror or e}{where}"
+            print(
+                f"gpugrad predict: --output {args.output}: cannot write it: {reason}",
+                file=sys.stderr,
+            )
+            return 2
         print(f"wrote {len(classes):,} predicted classes to {args.output}")
     if y is not None:
         right = int((classes == y).sum())
