@@ -382,7 +382,8 @@ def step_rows(reps, quick):
 
 def _config_step_rows(cp, name, reps):
     import gpugrad as gg
-    from gpugrad.benchmark import CONFIGS, GpugradPeer, TorchPeer, make_problem
+    from gpugrad.benchmark.peers import GpugradPeer, TorchPeer
+    from gpugrad.benchmark.problems import CONFIGS, make_problem
 
     cfg = CONFIGS[name]
     problem = make_problem(cfg)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from gpugrad.benchmark import _same, copy_ceiling, kernel_cases
+from gpugrad.benchmark.kernels import _same, copy_ceiling, kernel_cases
 
 CASES = kernel_cases()
 CEILING = {}
