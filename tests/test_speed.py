@@ -106,7 +106,8 @@ def test_bench_runs_every_peer_in_a_process_of_its_own(bench_pool):
 
     from gpugrad.benchmark.steps import run, table
 
-    result = run(["tiny"], rounds=1, round_s=0.01, pause=0, log=lambda *_: None, pool=bench_pool)
+    quick = {"rounds": 1, "round_s": 0.01, "pause": 0, "patience_s": 0}
+    result = run(["tiny"], log=lambda *_: None, pool=bench_pool, **quick)
     text = table(result)
     assert text.count("\n") == 2 and "| tiny | 64 |" in text
     assert set(result["configs"]["tiny"]["ms"]) == set(bench_pool) >= {"gpugrad", "numpy"}

@@ -88,6 +88,18 @@ def versions(peers=()) -> str:
     return ", ".join(parts)
 
 
+def busy_seconds() -> float | None:
+    """CPU seconds all processes have spent busy since boot (/proc/stat), or None off Linux."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()[1:]
+    except OSError:
+        return None
+    ticks = [int(v) for v in fields]
+    busy = sum(ticks) - ticks[3] - (ticks[4] if len(ticks) > 4 else 0)  # minus idle, iowait
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
 # ----------------------------------------------------------------------------- memory
 
 try:
