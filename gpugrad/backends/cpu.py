@@ -30,6 +30,7 @@ from .cpu_math import exp_nonpos, log1p_unit, sigmoid, tanh
 # float64 logits: the exp is libm's, one value at a time (float32 runs vectorised, see
 # cpu_math.py); above this many classes NumPy's SIMD exp over the rows wins.
 WIDE_ROWS = 128
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))  # what Numba's loops take (no float16)
 
 
 @njit(cache=True, error_model="numpy")
@@ -56,9 +57,16 @@ def _sum64(a, lo, hi):
 
 
 @njit(cache=True, error_model="numpy")
-def _softmax_xent_kernel(logits, targets, ignore_index, scale, per_row, dlogits):
+def _softmax_xent_kernel(logits, targets, ignore_index, mean, per_row, dlogits):
+    """Loss per row into per_row, (softmax - onehot) * scale into dlogits; returns the summed
+    loss and the number of rows whose target is not ignore_index."""
     n, c = logits.shape
+    count = 0
+    for i in range(n):
+        count += targets[i] != ignore_index
+    scale = (1.0 / count if count else 0.0) if mean else 1.0
     sc = logits.dtype.type(scale)
+    total = 0.0
     for i in range(n):
         row = logits[i]
         d = dlogits[i]
@@ -77,26 +85,34 @@ def _softmax_xent_kernel(logits, targets, ignore_index, scale, per_row, dlogits)
             for j in range(c):
                 d[j] = d[j] / s * 0.0
             continue
-        per_row[i] = math.log(s) - (row[t] - m)
+        loss = math.log(s) - (row[t] - m)
+        per_row[i] = loss
+        total += loss
         inv = logits.dtype.type(scale / s)
         for j in range(c):
             d[j] *= inv
         d[t] -= sc
+    return total, count
 
 
 @fused.cross_entropy.fast("cpu", kernels=("_softmax_xent_kernel",))
 def cross_entropy(xp, logits, targets, *, reduction="mean", ignore_index=-100):
     # Numba has no float16 arrays: the reference computes those in float32.
-    if logits.dtype.itemsize < 4 or (logits.dtype == np.float64 and logits.shape[1] > WIDE_ROWS):
+    dt = logits.dtype
+    c = logits.shape[1]
+    if dt not in _FLOATS or c == 0 or (dt == np.float64 and c > WIDE_ROWS):
         return NotImplemented
-    logits = np.ascontiguousarray(logits)
-    targets = np.ascontiguousarray(targets)
-    count = int(np.count_nonzero(targets != ignore_index))
-    scale = 1.0 if reduction != "mean" else (1.0 / count if count else 0.0)
+    if not logits.flags.c_contiguous:
+        logits = np.ascontiguousarray(logits)
+    if not targets.flags.c_contiguous:
+        targets = np.ascontiguousarray(targets)
     per_row = np.empty(logits.shape[0], np.float64)
-    dlogits = np.empty_like(logits)
-    _softmax_xent_kernel(logits, targets, ignore_index, scale, per_row, dlogits)
-    return _finish(per_row, reduction, count, logits.dtype), {"dlogits": dlogits}
+    dlogits = np.empty(logits.shape, dt)
+    total, count = _softmax_xent_kernel(
+        logits, targets, ignore_index, reduction == "mean", per_row, dlogits
+    )
+    per_item = per_row.astype(dt) if reduction == "none" else None
+    return _total(total, per_item, reduction, count, dt), {"dlogits": dlogits}
 
 
 # Losses over many elements: per-element values go to a block of BLOCK (L1-resident) that is
@@ -173,10 +189,6 @@ def mse_loss(xp, input, targets, *, reduction="mean"):
     per_item = per_item.reshape(input.shape) if keep else None
     out = _total(total, per_item, reduction, y.size, y.dtype)
     return out, {"dinput": dy.reshape(input.shape)}
-
-
-def _finish(per_row, reduction, count, dtype):
-    return _total(per_row.sum(), per_row.astype(dtype), reduction, count, dtype)
 
 
 def _total(total, per_item, reduction, count, dtype):
@@ -264,46 +276,43 @@ def _bias_act_bwd_kernel(dout, out, code, slope, dz, db):
 
 
 def _rows(a):
+    """``a`` as C-contiguous rows (itself when it already is one)."""
+    if a.ndim == 2 and a.flags.c_contiguous:
+        return a
     return np.ascontiguousarray(a).reshape(-1, a.shape[-1])
-
-
-def _kernel_takes(*arrays) -> bool:
-    """float32/float64 of one dtype with at least one element in a row: what the loops cover
-    (Numba has no float16; an (N, 0) block has no rows to reshape)."""
-    dt = arrays[0].dtype
-    return (
-        dt.kind == "f"
-        and dt.itemsize >= 4
-        and all(a.dtype == dt for a in arrays)
-        and arrays[0].ndim > 0
-        and arrays[0].size > 0
-    )
 
 
 @fused.bias_act.fast("cpu", kernels=("_bias_act_fwd_kernel", "numpy tanh"))
 def bias_act(xp, z, b, *, activation="relu", negative_slope=0.01):
     code = activations.check(activation, negative_slope)
-    if not _kernel_takes(z, b) or b.shape != z.shape[-1:]:
+    dt = z.dtype
+    # float32/float64 of one dtype with at least one element in a row: what the loops cover
+    # (an (N, 0) block has no rows to reshape)
+    if dt not in _FLOATS or b.dtype != dt or z.ndim == 0 or z.size == 0 or b.shape != z.shape[-1:]:
         return NotImplemented
-    if z.dtype == np.float64 and activation in ("tanh", "sigmoid"):
-        if activation == "sigmoid":
+    if dt == np.float64 and code in (TANH, SIGMOID):
+        if code == SIGMOID:
             return NotImplemented
         out = np.add(z, b)  # NumPy's SIMD tanh, in place on the sum (no second temporary)
         return np.tanh(out, out=out)
     z2 = _rows(z)
-    out = np.empty_like(z2)
-    _bias_act_fwd_kernel(z2, np.ascontiguousarray(b), code, negative_slope, out)
-    return out.reshape(z.shape)
+    out = np.empty(z2.shape, dt)
+    _bias_act_fwd_kernel(z2, b if b.flags.c_contiguous else np.ascontiguousarray(b), code,
+                         negative_slope, out)  # fmt: skip
+    return out if z2 is z else out.reshape(z.shape)
 
 
 @fused.bias_act.fast_backward("cpu", owns=True, kernels=("_bias_act_bwd_kernel",))
 def bias_act_backward(xp, dout, out, activation, negative_slope, needs):
     """(dz, db) in one sweep; the identity (dz is dout itself) is left to the reference."""
-    if activation == "identity" or not _kernel_takes(out) or dout.shape != out.shape:
+    dt = out.dtype
+    usable = dt in _FLOATS and out.ndim > 0 and out.size > 0 and dout.shape == out.shape
+    if activation == "identity" or not usable:
         return NotImplemented
     o2 = _rows(out)
-    d2 = _rows(dout.astype(out.dtype, copy=False))
-    dz = np.empty_like(o2)
-    db = np.empty(o2.shape[1], out.dtype)
+    d2 = _rows(dout if dout.dtype == dt else dout.astype(dt))
+    dz = np.empty(o2.shape, dt)
+    db = np.empty(o2.shape[1], dt)
     _bias_act_bwd_kernel(d2, o2, CODES[activation], negative_slope, dz, db)
-    return (dz.reshape(out.shape) if needs[0] else None), (db if needs[1] else None)
+    dz = (dz if o2 is out else dz.reshape(out.shape)) if needs[0] else None
+    return dz, (db if needs[1] else None)
