@@ -57,6 +57,27 @@ class GpugradPeer:
         gg.cuda.synchronize()
 
 
+class GpugradGraphPeer(GpugradPeer):
+    """gpugrad's step captured once with ``gg.cpu_graph`` and replayed (the first step is the
+    capture, which runs for real)."""
+
+    name = "gpugrad-graph"
+
+    def __init__(self, cfg, x, y, layers, device="cpu"):
+        super().__init__(cfg, x, y, layers, device)
+        self.captured = None
+
+    def step(self):
+        if self.captured is None:
+            import gpugrad as gg
+
+            capture = gg.cuda.graph if self.x.device != "cpu" else gg.cpu_graph
+            self.captured = capture(self.step_on, self.x, self.y)
+            self.last_loss = self.captured.first_outputs if self.x.device == "cpu" else None
+            return
+        self.last_loss = self.captured(self.x, self.y)
+
+
 class NumpyPeer:
     """A hand-written NumPy MLP: manual backprop, every buffer allocated once, in place updates.
 
@@ -180,8 +201,9 @@ class TorchPeer:
         torch.cuda.synchronize()
 
 
-PEERS = {cls.name: cls for cls in (GpugradPeer, NumpyPeer, TorchPeer)}
-LIBRARIES = {"gpugrad": "gpugrad", "numpy": "numpy", "torch": "torch"}  # what each one imports
+PEERS = {cls.name: cls for cls in (GpugradPeer, GpugradGraphPeer, NumpyPeer, TorchPeer)}
+# what each one imports
+LIBRARIES = {"gpugrad": "gpugrad", "gpugrad-graph": "gpugrad", "numpy": "numpy", "torch": "torch"}
 
 
 def available_peers() -> list[str]:

@@ -52,7 +52,7 @@ def workers(peers, threads: int):
 
 
 def verify(cfg: Config, pool: dict) -> None:
-    """One step of every peer from the same start must give gpugrad's loss and weights."""
+    """Two steps of every peer from the same start must give gpugrad's loss and weights."""
     ref = pool["gpugrad"].call("check", config=cfg.to_dict(), seed=1)
     for name, w in pool.items():
         if name == "gpugrad":
@@ -70,7 +70,7 @@ def compare(config: str, name: str, got: dict, ref: dict) -> None:
         if not np.allclose(a, b, rtol=1e-4, atol=1e-5):
             err = float(np.max(np.abs(a - b)))
             raise AssertionError(
-                f"{config}: {name} parameter {k} after one step differs from gpugrad's "
+                f"{config}: {name} parameter {k} after two steps differs from gpugrad's "
                 f"(max abs error {err:.2e})"
             )
 
@@ -208,24 +208,31 @@ def _mib(v):
 
 
 def table(result: dict) -> str:
-    """The results as one markdown table."""
-    names = [n for n in ("numpy", "torch") if any(n in r["ms"] for r in result["configs"].values())]
-    head = ["config", "batch", "layers", "gpugrad ms"]
-    head += [f"{n} ms" for n in names] + [f"gpugrad / {n}" for n in names]
-    head += ["gpugrad GFLOP/s", "peak MiB gpugrad (traced / RSS)"]
+    """The results as one markdown table: a row per config and gpugrad variant (eager, and
+    replayed with gg.cpu_graph), each with its ratio to every peer."""
+    runs = [r["ms"] for r in result["configs"].values()]
+    ours = [n for n in ("gpugrad", "gpugrad-graph") if any(n in ms for ms in runs)]
+    names = [n for n in ("numpy", "torch") if any(n in ms for ms in runs)]
+    head = ["config", "batch", "layers", "gpugrad", "ms"]
+    head += [f"{n} ms" for n in names] + [f"/ {n}" for n in names]
+    head += ["GFLOP/s", "peak MiB (traced / RSS)"]
     head += [f"peak MiB {n} (RSS)" for n in names] + ["others' CPU load (max)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in result["configs"].items():
         ms = r["ms"]
-        g = ms["gpugrad"]
-        cells = [name, str(r["batch"]), r["config"], f"{g:.3f}"]
-        cells += [f"{ms[n]:.3f}" if n in ms else "-" for n in names]
-        cells += [f"{g / ms[n]:.2f}" if n in ms else "-" for n in names]
-        cells.append(f"{r['gflop'] / (g / 1e3):.1f}")
         mem = r.get("memory", {})
-        gm = mem.get("gpugrad", {})
-        cells.append(f"{_mib(gm.get('traced_mib'))} / {_mib(gm.get('rss_mib'))}")
-        cells += [_mib(mem.get(n, {}).get("rss_mib")) for n in names]
-        cells.append(f"{r['other_load_max']:.0%}" if "other_load_max" in r else "-")
-        lines.append("| " + " | ".join(cells) + " |")
+        for ours_name in ours:
+            if ours_name not in ms:
+                continue
+            g = ms[ours_name]
+            label = "eager" if ours_name == "gpugrad" else "cpu_graph"
+            cells = [name, str(r["batch"]), r["config"], label, f"{g:.3f}"]
+            cells += [f"{ms[n]:.3f}" if n in ms else "-" for n in names]
+            cells += [f"{g / ms[n]:.2f}" if n in ms else "-" for n in names]
+            cells.append(f"{r['gflop'] / (g / 1e3):.1f}")
+            gm = mem.get(ours_name, {})
+            cells.append(f"{_mib(gm.get('traced_mib'))} / {_mib(gm.get('rss_mib'))}")
+            cells += [_mib(mem.get(n, {}).get("rss_mib")) for n in names]
+            cells.append(f"{r['other_load_max']:.0%}" if "other_load_max" in r else "-")
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -128,10 +128,12 @@ class _Host:
     def loaded(self):
         return sorted(m for m in LIBRARIES if m in sys.modules)
 
-    def check(self, config, seed=1, device="cpu"):
-        """One step from the problem of ``seed``: the loss and every parameter after it."""
+    def check(self, config, seed=1, device="cpu", steps=2):
+        """``steps`` steps from the problem of ``seed``: the last loss and every parameter after
+        them (two steps, so that a captured peer's replay is checked, not only its capture)."""
         peer = self._build(config, seed, device)
-        peer.step()
+        for _ in range(steps):
+            peer.step()
         return {"loss": peer.loss(), "weights": [w.copy() for w in peer.weights()]}
 
     def memory(self, config, device="cpu"):
