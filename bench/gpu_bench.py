@@ -250,59 +250,32 @@ def op_overhead_row(cp, chain=1000):
 def step_rows(reps, quick):
     """The configs of ``gpugrad bench`` on the GPU: one SGD training step of gpugrad eager,
     gpugrad replayed as a CUDA graph (gg.cuda.graph), PyTorch eager and
-    torch.compile(mode="reduce-overhead"), all from the same weights and batch; each row says
-    its ratio to PyTorch eager."""
-    import cupy as cp
+    torch.compile(mode="reduce-overhead"), all from the same weights and batch, each peer in a
+    worker process of its own (``gpugrad.benchmark.worker``), interleaved in up to 7 rounds;
+    each row says its ratio to PyTorch eager."""
+    import os
+
+    from gpugrad.benchmark.peers import available_peers
+    from gpugrad.benchmark.problems import CONFIGS
+    from gpugrad.benchmark.steps import time_config, workers
 
     rows = []
-    for name in ("tiny", "deep") if quick else ("tiny", "mnist", "wide", "deep"):
-        rows += _config_step_rows(cp, name, reps)
-        cp.get_default_memory_pool().free_all_blocks()
-    return rows
-
-
-def _config_step_rows(cp, name, reps):
-    import gpugrad as gg
-    from gpugrad.benchmark.peers import GpugradPeer, TorchPeer
-    from gpugrad.benchmark.problems import CONFIGS, make_problem
-
-    cfg = CONFIGS[name]
-    problem = make_problem(cfg)
-    rows, results = [], {}
-
-    def timed(label, make_run):
-        try:  # one failing peer must not hide the others
-            results[label] = time_ms(cp, make_run(), reps)
-        except ImportError:
-            rows.append({"name": f"{name} {label}", "error": "PyTorch is not installed"})
-        except Exception as e:
-            rows.append({"name": f"{name} {label}", "error": f"{type(e).__name__}: {e}"})
-
-    def eager():
-        peer = GpugradPeer(cfg, *problem, device="cuda")
-        return lambda i: peer.step()
-
-    def graphed():
-        peer = GpugradPeer(cfg, *problem, device="cuda")
-        captured = gg.cuda.graph(peer.step_on, peer.x, peer.y)
-        return lambda i: captured(peer.x, peer.y)
-
-    def torch_run(compiled):
-        import torch
-
-        peer = TorchPeer(cfg, *problem, device="cuda")
-        step = torch.compile(peer.step_on, mode="reduce-overhead") if compiled else peer.step_on
-        return lambda i: step(peer.x, peer.y)
-
-    timed("gpugrad eager", eager)
-    timed("gpugrad graphed", graphed)
-    timed("torch eager", lambda: torch_run(False))
-    if name in ("tiny", "deep"):  # the configs with a target against torch.compile
-        timed("torch.compile reduce-overhead", lambda: torch_run(True))
-    base = results.get("torch eager")
-    for label, ms in results.items():
-        ratio = f" ({ms / base:.2f} x torch eager)" if base else ""
-        rows.append({"family": "steps", "name": f"{name} {label}{ratio}", "ms": ms})
+    names = available_peers(("gpugrad", "gpugrad-graph", "torch", "torch-compile"))
+    with workers(names, os.cpu_count() or 1) as pool:
+        for name in ("tiny", "deep") if quick else ("tiny", "mnist", "wide", "deep"):
+            # torch.compile only where there is a target against it (it compiles for minutes)
+            targeted = name in ("tiny", "deep")
+            sub = {k: w for k, w in pool.items() if k != "torch-compile" or targeted}
+            try:  # one failing config must not hide the others
+                rounds = min(reps, 7)
+                ms = time_config(CONFIGS[name], sub, rounds, 0.5, pause=0.1, device="cuda")
+            except Exception as e:
+                rows.append({"family": "steps", "name": name, "error": f"{type(e).__name__}: {e}"})
+                continue
+            base = ms["ms"].get("torch")
+            for label, value in ms["ms"].items():
+                ratio = f" ({value / base:.2f} x torch eager)" if base else ""
+                rows.append({"family": "steps", "name": f"{name} {label}{ratio}", "ms": value})
     return rows
 
 

@@ -22,12 +22,26 @@ from .problems import CONFIGS
 def main(args) -> int:
     """Entry point of ``gpugrad bench`` (arguments parsed by ``gpugrad.cli``)."""
     if args.kernels:
-        from .kernels import kernel_report
+        import datetime
+        import os
 
+        from .kernels import kernel_report
+        from .machine import machine, thread_limits, versions
+
+        threads = thread_limits(args.threads or os.cpu_count() or 1)
         rows = kernel_report(reps=args.reps)
+        print(f"\n{machine()} | {versions()} | threads: {threads}")
         if args.json:
+            result = {
+                "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+                "machine": machine(),
+                "versions": versions(),
+                "threads": threads,
+                "reps": args.reps,
+                "kernels": rows,
+            }
             with open(args.json, "w") as f:
-                json.dump({"kernels": rows}, f, indent=1)
+                json.dump(result, f, indent=1)
         return 0
     from .steps import run, table
 

@@ -201,11 +201,35 @@ class TorchPeer:
         torch.cuda.synchronize()
 
 
-PEERS = {cls.name: cls for cls in (GpugradPeer, GpugradGraphPeer, NumpyPeer, TorchPeer)}
-# what each one imports
-LIBRARIES = {"gpugrad": "gpugrad", "gpugrad-graph": "gpugrad", "numpy": "numpy", "torch": "torch"}
+class TorchCompilePeer(TorchPeer):
+    """PyTorch with the step compiled by ``torch.compile(mode="reduce-overhead")`` (CUDA graphs
+    on a GPU); ``bench/gpu_bench.py`` times it, ``gpugrad bench`` does not."""
+
+    name = "torch-compile"
+
+    def __init__(self, cfg, x, y, layers, device="cpu"):
+        import torch
+
+        super().__init__(cfg, x, y, layers, device)
+        self.compiled = torch.compile(self.step_on, mode="reduce-overhead")
+
+    def step(self):
+        self.last_loss = self.compiled(self.x, self.y)
 
 
-def available_peers() -> list[str]:
-    """The peers whose library is installed, gpugrad first (found without importing them)."""
-    return [n for n in PEERS if importlib.util.find_spec(LIBRARIES[n]) is not None]
+PEERS = {
+    cls.name: cls for cls in (GpugradPeer, GpugradGraphPeer, NumpyPeer, TorchPeer, TorchCompilePeer)
+}
+LIBRARIES = {  # what each one imports
+    "gpugrad": "gpugrad",
+    "gpugrad-graph": "gpugrad",
+    "numpy": "numpy",
+    "torch": "torch",
+    "torch-compile": "torch",
+}
+CPU_PEERS = ("gpugrad", "gpugrad-graph", "numpy", "torch")  # what gpugrad bench runs
+
+
+def available_peers(names=CPU_PEERS) -> list[str]:
+    """Those of ``names`` whose library is installed, in order (found without importing)."""
+    return [n for n in names if importlib.util.find_spec(LIBRARIES[n]) is not None]

@@ -106,7 +106,7 @@ def timed_block(worker, steps: int) -> tuple[float, float]:
 
 
 def time_config(
-    cfg: Config, pool: dict, rounds: int, round_s: float, pause=PAUSE_S, patience=None
+    cfg: Config, pool: dict, rounds: int, round_s: float, pause=PAUSE_S, patience=None, device="cpu"
 ) -> dict:
     """Median ms per step of each peer, interleaved in rounds with a rotating order.
 
@@ -115,7 +115,7 @@ def time_config(
     lasts; the load during every kept block is recorded, so a table from a busy machine says so.
     """
     patience = patience or Patience(0.0)
-    first = {name: w.call("build", config=cfg.to_dict()) for name, w in pool.items()}
+    first = {name: w.call("build", config=cfg.to_dict(), device=device) for name, w in pool.items()}
     slowest = max(first.values())
     steps = max(1, min(200, int(round_s / (slowest * len(pool)))))
     samples = {name: [] for name in pool}
