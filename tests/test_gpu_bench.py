@@ -90,3 +90,24 @@ def test_torch_twin_computes_what_the_reference_does(case):
     assert len(got) == len(want)
     for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- on the emulator
+# gpugrad.cuda_emulator runs kernels/*.cu on the CPU behind a CuPy stand-in: every row of
+# gpu_bench then runs its real path (verify, count, time the kernel and its composition).
+
+from emulated import built_kernels, emulated_cp  # noqa: E402, F401  (fixtures)
+
+
+def test_every_gpu_bench_row_runs_on_the_emulated_device(cp):
+    import gpu_bench
+
+    ceil = {"copy_GBps": 1.0, "cublas_TFLOPs": 1.0}  # rates only, nothing to compare here
+    for case in gpu_cases.cases(cp, size="test"):
+        row = gpu_bench.kernel_row(cp, case, reps=1, ceil=ceil)
+        assert "error" not in row, (case.name, row.get("error"))
+        assert "composition_error" not in row, (case.name, row["composition_error"])
+        host = [gpu_bench._host(a) for a in case.args(0)]
+        want = gpu_cases.traffic(case, case.reference(np, *host))
+        assert row["bytes"] == want, (case.name, row["bytes"], want)  # the kernel's own outputs
+        assert row["ms"] > 0 and row["composition_ms"] > 0 and row["vs_composition"] > 0
