@@ -1,9 +1,11 @@
-"""Training steps per config: gpugrad, the hand-written NumPy MLP and PyTorch eager.
+"""Training steps per config: gpugrad (eager and gg.cpu_graph), the hand-written NumPy MLP
+and PyTorch eager.
 
 Each peer runs in a worker process of its own (``gpugrad.benchmark.worker``), with the same
-thread count; its first step is checked against gpugrad's before it is timed. One benchmark
-call runs ``steps`` steps in the worker, the same count for every peer of a config, so the
-group's times compare directly; ``extra_info["ms_per_step"]`` is the worker's own timing.
+thread count; its first two steps are checked against gpugrad's before it is timed. One
+benchmark call runs ``steps`` steps in the worker, the same count for every peer of a config,
+so the group's times compare directly; ``extra_info["ms_per_step"]`` is the worker's own
+timing.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ def pool():
         w.close()
 
 
-@pytest.mark.parametrize("peer", ["gpugrad", "numpy", "torch"])
+@pytest.mark.parametrize("peer", ["gpugrad", "gpugrad-graph", "numpy", "torch"])
 @pytest.mark.parametrize("config", list(CONFIGS))
 def test_step(benchmark, pool, config, peer):
     if peer not in pool:
