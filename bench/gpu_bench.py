@@ -1,16 +1,23 @@
-"""GPU kernel benchmarks: verify each kernel, then time it against the card's own ceilings.
+"""GPU kernel benchmarks: verify each kernel, then time it against the card's own ceilings and
+against what it replaces.
 
-Ceilings are measured in the same run: a large device-to-device copy gives the bandwidth that
-memory-bound kernels are reported against (GB/s and % of copy), cuBLAS SGEMM the rate for the
-tiled matmul (TFLOP/s and % of cuBLAS). Every kernel is first checked against its reference
-(the xp forward in float64 on the same GPU); a kernel that fails is reported, not timed. Timing:
-CUDA events around each call after a warm-up, median of many repetitions, rotating between
-several input sets so repeats do not just hit L2. PyTorch on the same card is a row where it is
-installed.
+Every row of ``gpu_cases.py`` is first checked against its reference (the op's CuPy
+composition on float64 copies of the inputs); a kernel that fails is reported, not timed. Then
+three things are timed in the same run, each with CUDA events after a warm-up, median of many
+repetitions, rotating between several input sets so repeats do not just hit L2:
+
+- the kernel;
+- the CuPy composition it replaces (the op's reference: what runs without the kernel);
+- PyTorch's op for the same work on the same memory, where PyTorch is installed.
+
+Bytes per call come from the arrays a call reads and writes (``gpu_cases.traffic``), FLOPs from
+the operands' shapes. Ceilings are measured in the same run: a large device-to-device copy gives
+the bandwidth memory-bound rows are reported against (GB/s and % of copy), cuBLAS SGEMM the rate
+for the tiled matmul.
 
     python bench/gpu_bench.py                       # everything, results to bench/results/
     python bench/gpu_bench.py --family softmax_xent --reps 50
-    python bench/gpu_bench.py --dry-run --out /tmp/r   # no GPU: arguments and result files only
+    python bench/gpu_bench.py --dry-run --out /tmp/r   # no GPU: cases built and checked on NumPy
 """
 
 from __future__ import annotations
@@ -28,245 +35,57 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
-FAMILIES = (
-    "activations",
-    "bias_act",
-    "softmax_xent",
-    "losses",
-    "matmul",
-    "optim",
-    "training",
-    "steps",
-)
-ROTATE = 3  # input sets per case
+from gpu_cases import FAMILIES as KERNEL_FAMILIES  # noqa: E402
+from gpu_cases import arrays_in, cases, shape_of, traffic  # noqa: E402
 
-
-def _cases(family, quick):
-    """(family, name, bytes moved, flops, setup) per case; setup(cp, rng) -> (run, verify)."""
-    n = (1 << 22) if quick else (1 << 26)  # elements of the elementwise cases
-    rows, cols = (2048, 1024) if quick else (8192, 4096)
-    gemm = 1024 if quick else 4096
-    out = []
-    if family in ("activations", "all"):
-        for name in ("relu", "leaky_relu", "sigmoid", "tanh"):
-            out.append(("activations", f"{name}_fwd", 8 * n, 0, _act_case(name, n)))
-        for name in ("relu", "leaky_relu", "sigmoid", "tanh"):
-            out.append(("activations", f"{name}_bwd", 12 * n, 0, _act_bwd_case(name, n)))
-    if family in ("bias_act", "all"):
-        out.append(("bias_act", "bias_act_fwd relu", 8 * rows * cols, 0, _bias_case(rows, cols)))
-        out.append(
-            ("bias_act", "bias_act_bwd relu", 12 * rows * cols, 0, _bias_bwd_case(rows, cols))
-        )
-    if family in ("softmax_xent", "all"):
-        for nr, c in ((rows * 4, 1000), (64 if quick else 512, 50000)):
-            out.append(("softmax_xent", f"xent_fwd {nr}x{c}", 8 * nr * c, 0, _xent_case(nr, c)))
-            for sm in ("softmax", "log_softmax"):
-                out.append(("softmax_xent", f"{sm}_fwd {nr}x{c}", 8 * nr * c, 0,
-                            _sm_case(nr, c, sm)))  # fmt: skip
-                out.append(("softmax_xent", f"{sm}_bwd {nr}x{c}", 12 * nr * c, 0,
-                            _sm_bwd_case(nr, c, sm)))  # fmt: skip
-    if family in ("losses", "all"):
-        for name in ("binary_cross_entropy_with_logits", "mse_loss"):
-            out.append(("losses", name, 12 * n, 0, _loss_case(name, n)))
-    if family in ("matmul", "all"):
-        out.append(("matmul", f"cublas {gemm}^3", 0, 2 * gemm**3, _gemm_case(gemm, "cublas")))
-        out.append(("matmul", f"tiled {gemm}^3", 0, 2 * gemm**3, _gemm_case(gemm, "tiled")))
-    if family in ("optim", "all"):
-        out.append(("optim", f"adam_step {n // 4} params", 28 * n, 0, _adam_case(n)))
-        out.append(("optim", f"sgd_step {n // 4} params", 16 * n, 0, _sgd_case(n)))
-    return out
-
-
-def _rand(cp, rng, shape, dtype=np.float32, scale=3.0):
-    return cp.asarray((rng.standard_normal(shape) * scale).astype(dtype))
+FAMILIES = (*KERNEL_FAMILIES, "training", "steps")
 
 
 def _check(got, ref, what, rtol=1e-4, atol=1e-5):
     import cupy as cp
 
-    got, ref = cp.asarray(got, cp.float64), cp.asarray(ref, cp.float64)
-    bad = ~cp.isclose(got, ref, rtol=rtol, atol=atol, equal_nan=True)
-    if bool(bad.any()):
-        raise AssertionError(f"{what}: {int(bad.sum())} of {bad.size} values off the reference")
+    got, ref = arrays_in(got), arrays_in(ref)
+    if len(got) != len(ref):
+        raise AssertionError(f"{what}: {len(got)} arrays returned, the reference gives {len(ref)}")
+    for k, (g, r) in enumerate(zip(got, ref, strict=True)):
+        g, r = cp.asarray(g, cp.float64), cp.asarray(r, cp.float64)
+        bad = ~cp.isclose(g, r, rtol=rtol, atol=atol, equal_nan=True)
+        if bool(bad.any()):
+            raise AssertionError(f"{what}: output {k}: {int(bad.sum())} of {bad.size} values off")
 
 
-def _act_case(name, n):
-    def setup(cp, rng):
-        from gpugrad import ops
-        from gpugrad.backends import cuda
-
-        xs = [_rand(cp, rng, n) for _ in range(ROTATE)]
-        attrs = {"negative_slope": 0.1} if name == "leaky_relu" else {}
-        fn = getattr(cuda.launchers, name)
-        ref = getattr(ops, name).fwd(cp, xs[0].astype(cp.float64), **attrs)
-        _check(fn(cp, xs[0], **attrs), ref, name)
-        return lambda i: fn(cp, xs[i % ROTATE], **attrs)
-
-    return setup
+def _wide(value, xp):
+    """float32 device arrays (also inside lists) as float64 copies, for the reference."""
+    if isinstance(value, list):
+        return [_wide(v, xp) for v in value]
+    if hasattr(value, "dtype") and value.dtype == np.float32 and not isinstance(value, np.ndarray):
+        return value.astype(xp.float64)
+    return value
 
 
-def _act_bwd_case(name, n):
-    """An activation's backward kernel against the op table's reference backward."""
-
-    def setup(cp, rng):
-        from gpugrad import ops
-        from gpugrad.backends import cuda
-
-        op = getattr(ops, name)
-
-        def saved(x):  # what the op saves: x and the slope for leaky_relu, else the output
-            return (x, 0.1) if name == "leaky_relu" else (op.fwd(cp, x),)
-
-        d = [_rand(cp, rng, n) for _ in range(ROTATE)]
-        args = [saved(_rand(cp, rng, n)) for _ in range(ROTATE)]
-        fn = getattr(cuda.launchers, f"{name}_backward")
-        wide = [a.astype(cp.float64) if hasattr(a, "astype") else a for a in args[0]]
-        ref = op.bwd(cp, d[0].astype(cp.float64), *wide)[0]
-        _check(fn(cp, d[0], *args[0])[0], ref, f"{name}_bwd")
-        return lambda i: fn(cp, d[i % ROTATE], *args[i % ROTATE])
-
-    return setup
+def _host(value):
+    """Device arrays (also inside lists) as NumPy copies."""
+    if isinstance(value, list):
+        return [_host(v) for v in value]
+    return value.get() if hasattr(value, "get") and not isinstance(value, np.ndarray) else value
 
 
-def _bias_bwd_case(rows, cols):
-    def setup(cp, rng):
-        from gpugrad import fused
-        from gpugrad.backends import cuda
-
-        d = [_rand(cp, rng, (rows, cols)) for _ in range(ROTATE)]
-        out = cp.maximum(_rand(cp, rng, (rows, cols)), 0)
-        needs = (True, True)
-        got = cuda.launchers.bias_act_backward(cp, d[0], out, "relu", 0.01, needs)
-        ref = fused.bias_act_backward(cp, d[0].astype(cp.float64), out, "relu", 0.01, needs)
-        _check(got[0], ref[0], "bias_act_bwd dz")
-        _check(got[1], ref[1], "bias_act_bwd db", rtol=1e-3, atol=1e-3)  # column sums
-        return lambda i: cuda.launchers.bias_act_backward(
-            cp, d[i % ROTATE], out, "relu", 0.01, needs
-        )
-
-    return setup
-
-
-def _bias_case(rows, cols):
-    def setup(cp, rng):
-        from gpugrad.backends import cuda
-
-        z = [_rand(cp, rng, (rows, cols)) for _ in range(ROTATE)]
-        b = _rand(cp, rng, cols)
-        _check(cuda.launchers.bias_act(cp, z[0], b), cp.maximum(z[0] + b, 0), "bias_act")
-        return lambda i: cuda.launchers.bias_act(cp, z[i % ROTATE], b)
-
-    return setup
-
-
-def _xent_case(nr, c):
-    def setup(cp, rng):
-        from gpugrad import fused
-        from gpugrad.backends import cuda
-
-        x = [_rand(cp, rng, (nr, c)) for _ in range(ROTATE)]
-        t = cp.asarray(rng.integers(0, c, nr))
-        ref, ex = fused.cross_entropy.fwd(cp, x[0].astype(cp.float64), t)
-        out, got = cuda.launchers.cross_entropy(cp, x[0], t)
-        _check(out, ref, "xent loss")
-        _check(got["dlogits"], ex["dlogits"], "xent dlogits")
-        return lambda i: cuda.launchers.cross_entropy(cp, x[i % ROTATE], t)
-
-    return setup
-
-
-def _sm_case(nr, c, name="softmax"):
-    def setup(cp, rng):
-        from gpugrad import ops
-        from gpugrad.backends import cuda
-
-        fn, op = getattr(cuda.launchers, name), getattr(ops, name)
-        x = [_rand(cp, rng, (nr, c)) for _ in range(ROTATE)]
-        _check(fn(cp, x[0]), op.fwd(cp, x[0].astype(cp.float64)), name)
-        return lambda i: fn(cp, x[i % ROTATE])
-
-    return setup
-
-
-def _sm_bwd_case(nr, c, name="softmax"):
-    def setup(cp, rng):
-        from gpugrad import ops
-        from gpugrad.backends import cuda
-
-        fn, op = getattr(cuda.launchers, f"{name}_backward"), getattr(ops, name)
-        out = op.fwd(cp, _rand(cp, rng, (nr, c)))
-        d = [_rand(cp, rng, (nr, c)) for _ in range(ROTATE)]
-        ref = op.bwd(cp, d[0].astype(cp.float64), out.astype(cp.float64), -1)[0]
-        _check(fn(cp, d[0], out, -1)[0], ref, f"{name}_bwd")
-        return lambda i: fn(cp, d[i % ROTATE], out, -1)
-
-    return setup
-
-
-def _loss_case(name, n):
-    def setup(cp, rng):
-        from gpugrad import fused
-        from gpugrad.backends import cuda
-
-        s = [_rand(cp, rng, n) for _ in range(ROTATE)]
-        t = cp.asarray(rng.random(n).astype(np.float32))
-        ref, _ = getattr(fused, name).fwd(cp, s[0].astype(cp.float64), t.astype(cp.float64))
-        _check(getattr(cuda.launchers, name)(cp, s[0], t)[0], ref, name)
-        return lambda i: getattr(cuda.launchers, name)(cp, s[i % ROTATE], t)
-
-    return setup
-
-
-def _gemm_case(size, version):
-    def setup(cp, rng):
-        from gpugrad.backends import cuda
-
-        a = [_rand(cp, rng, (size, size), scale=1.0) for _ in range(ROTATE)]
-        b = _rand(cp, rng, (size, size), scale=1.0)
-        fn = cp.matmul if version == "cublas" else cuda.matmul_tiled
-        ref = a[0][:256].astype(cp.float64) @ b.astype(cp.float64)
-        _check(fn(a[0], b)[:256], ref, f"matmul {version}", rtol=1e-3, atol=1e-3)
-        return lambda i: fn(a[i % ROTATE], b)
-
-    return setup
-
-
-def _adam_case(n):
-    def setup(cp, rng):
-        from gpugrad import optim_rules
-        from gpugrad.backends import cuda
-
-        sizes = [n // 16] * 4  # a quarter of n elements in four tensors
-        groups = [[_rand(cp, rng, s, scale=0.1) for s in sizes] for _ in range(4)]
-        groups[3] = [cp.abs(v) for v in groups[3]]
-        hp = np.tile([1, 1e-3, 0.9, 0.999, 1e-8, 0.0, 0, 0, 0, 1], (len(sizes), 1))
-        ref = [[a.get() for a in g] for g in groups]
-        optim_rules.adam_rows(*ref, [None] * len(sizes), hp)
-        cuda.adam_step(*groups, [None] * len(sizes), hp)
-        for k in range(len(sizes)):
-            _check(groups[0][k], ref[0][k], "adam_step")
-        return lambda i: cuda.adam_step(*groups, [None] * len(sizes), hp)
-
-    return setup
-
-
-def _sgd_case(n):
-    def setup(cp, rng):
-        from gpugrad import optim_rules
-        from gpugrad.backends import cuda
-
-        sizes = [n // 16] * 4
-        groups = [[_rand(cp, rng, s, scale=0.1) for s in sizes] for _ in range(3)]
-        hp = np.tile([1, 1e-2, 0.9, 0.0, 0.0, 0, 0, 0], (len(sizes), 1))  # momentum, not first
-        ref = [[a.get() for a in g] for g in groups]
-        optim_rules.sgd_rows(*ref, hp)
-        cuda.sgd_step(*groups, hp)
-        for k in range(len(sizes)):
-            _check(groups[0][k], ref[0][k], "sgd_step")
-        return lambda i: cuda.sgd_step(*groups, hp)
-
-    return setup
+def verify(cp, case):
+    """The kernel against the reference; returns the kernel's result of argument set 0."""
+    args = case.args(0)
+    if case.updated:  # in place: the reference on host copies, then the kernel on the device
+        ref = [_host(a) for a in args]
+        case.reference(np, *ref)
+        got = case.kernel(cp, *args)
+        for k in case.updated:
+            _check(args[k], ref[k], f"{case.name} argument {k}", **case.tolerance)
+        return got
+    got = case.kernel(cp, *args)
+    ref = case.reference(cp, *[_wide(a, cp) for a in args])
+    _check(got, ref, case.name, **case.tolerance)
+    return got
 
 
 def time_ms(cp, run, reps, warmup=3):
@@ -282,6 +101,101 @@ def time_ms(cp, run, reps, warmup=3):
         stop.synchronize()
         times.append(cp.cuda.get_elapsed_time(start, stop))
     return float(np.median(times))
+
+
+def torch_time_ms(torch, run, reps, warmup=3):
+    """time_ms with PyTorch's events (its ops run on its current stream)."""
+    for i in range(warmup):
+        run(i)
+    times = []
+    for i in range(reps):
+        start = torch.cuda.Event(enable_timing=True)
+        stop = torch.cuda.Event(enable_timing=True)
+        start.record()
+        run(i)
+        stop.record()
+        stop.synchronize()
+        times.append(start.elapsed_time(stop))
+    return float(np.median(times))
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        return None, "PyTorch is not installed"
+    if not torch.cuda.is_available():
+        return None, "torch.cuda is not available"
+    return torch, None
+
+
+def _as_torch(torch, value):
+    if isinstance(value, list):
+        return [_as_torch(torch, v) for v in value]
+    if hasattr(value, "__cuda_array_interface__"):
+        return torch.as_tensor(value, device="cuda")
+    return value
+
+
+def torch_run(torch, case):
+    """run(i) for PyTorch's twin of ``case`` (on the same memory, or copies for optimizers)."""
+    if case.family == "optim":
+        p, g = case.args(0)[0], case.args(0)[1]
+        params = [torch.as_tensor(a, device="cuda").clone().requires_grad_() for a in p]
+        for tp, a in zip(params, g, strict=True):
+            tp.grad = torch.as_tensor(a, device="cuda").clone()
+        if case.name.startswith("adam"):
+            opt = torch.optim.Adam(params, lr=1e-3, fused=True)
+        else:
+            opt = torch.optim.SGD(params, lr=1e-2, momentum=0.9, fused=True)
+        return lambda i: opt.step()
+    sets = [[_as_torch(torch, a) for a in case.args(i)] for i in range(len(case.sets))]
+    return lambda i: case.torch(torch, *sets[i % len(sets)])
+
+
+def kernel_row(cp, case, reps, ceil) -> dict:
+    """Verify and time one case and its twins; errors are recorded, not raised."""
+    row = {"family": case.family, "name": case.name, "shape": shape_of(case)}
+    try:
+        result = verify(cp, case)
+        row["bytes"] = traffic(case, result)
+        row["ms"] = time_ms(cp, lambda i: case.kernel(cp, *case.args(i)), reps)
+    except Exception as e:  # recorded, so one broken kernel does not hide the others
+        row["error"] = f"{type(e).__name__}: {e}"
+        return row
+    try:
+        row["composition_ms"] = time_ms(cp, lambda i: case.reference(cp, *case.args(i)), reps)
+    except Exception as e:
+        row["composition_error"] = f"{type(e).__name__}: {e}"
+    torch, why = _torch()
+    row["torch_label"] = case.torch_label
+    if torch is None:
+        row["torch_error"] = why
+    elif case.torch is not None or case.family == "optim":
+        try:
+            row["torch_ms"] = torch_time_ms(torch, torch_run(torch, case), reps)
+        except Exception as e:
+            row["torch_error"] = f"{type(e).__name__}: {e}"
+    _rates(row, case, ceil)
+    return row
+
+
+def _rates(row, case, ceil):
+    for key in ("", "composition_", "torch_"):
+        ms = row.get(f"{key}ms")
+        if ms is None:
+            continue
+        if case.flops:
+            row[f"{key}TFLOPs"] = case.flops / ms / 1e9
+        else:
+            row[f"{key}GBps"] = row["bytes"] / ms / 1e6
+    if case.flops:
+        row["pct_cublas"] = 100 * row["TFLOPs"] / ceil["cublas_TFLOPs"]
+    else:
+        row["pct_copy"] = 100 * row["GBps"] / ceil["copy_GBps"]
+    for key in ("composition", "torch"):
+        if f"{key}_ms" in row:
+            row[f"vs_{key}"] = row["ms"] / row[f"{key}_ms"]
 
 
 def ceilings(cp, reps, quick):
@@ -307,39 +221,6 @@ def device_info():
         "cuda_runtime": cp.cuda.runtime.runtimeGetVersion(),
         "driver": cp.cuda.runtime.driverGetVersion(),
     }
-
-
-def torch_rows(reps, quick):
-    """PyTorch eager on the same card for a few peers of the kernels above, when installed."""
-    try:
-        import torch
-    except ImportError:
-        return [{"name": "torch", "error": "PyTorch is not installed"}]
-    if not torch.cuda.is_available():
-        return [{"name": "torch", "error": "torch.cuda is not available"}]
-    n = (1 << 22) if quick else (1 << 26)
-    x = torch.randn(n, device="cuda")
-    logits = torch.randn(8192, 1000, device="cuda")
-    t = torch.randint(0, 1000, (8192,), device="cuda")
-    rows = []
-    for name, fn, nbytes in (
-        ("torch relu", lambda: torch.relu(x), 8 * n),
-        ("torch cross_entropy fwd+bwd-free", lambda: torch.nn.functional.cross_entropy(logits, t),
-         4 * logits.numel()),
-    ):  # fmt: skip
-        for _ in range(3):
-            fn()
-        times = []
-        for _ in range(reps):
-            s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            s.record()
-            fn()
-            e.record()
-            e.synchronize()
-            times.append(s.elapsed_time(e))
-        ms = float(np.median(times))
-        rows.append({"name": name, "ms": ms, "GBps": nbytes / ms / 1e6})
-    return rows
 
 
 def op_overhead_row(cp, chain=1000):
@@ -369,58 +250,32 @@ def op_overhead_row(cp, chain=1000):
 def step_rows(reps, quick):
     """The configs of ``gpugrad bench`` on the GPU: one SGD training step of gpugrad eager,
     gpugrad replayed as a CUDA graph (gg.cuda.graph), PyTorch eager and
-    torch.compile(mode="reduce-overhead"), all from the same weights and batch; each row says
-    its ratio to PyTorch eager."""
-    import cupy as cp
+    torch.compile(mode="reduce-overhead"), all from the same weights and batch, each peer in a
+    worker process of its own (``gpugrad.benchmark.worker``), interleaved in up to 7 rounds;
+    each row says its ratio to PyTorch eager."""
+    import os
+
+    from gpugrad.benchmark.peers import available_peers
+    from gpugrad.benchmark.problems import CONFIGS
+    from gpugrad.benchmark.steps import time_config, workers
 
     rows = []
-    for name in ("tiny", "deep") if quick else ("tiny", "mnist", "wide", "deep"):
-        rows += _config_step_rows(cp, name, reps)
-        cp.get_default_memory_pool().free_all_blocks()
-    return rows
-
-
-def _config_step_rows(cp, name, reps):
-    import gpugrad as gg
-    from gpugrad.benchmark import CONFIGS, GpugradPeer, TorchPeer, make_problem
-
-    cfg = CONFIGS[name]
-    problem = make_problem(cfg)
-    rows, results = [], {}
-
-    def timed(label, make_run):
-        try:  # one failing peer must not hide the others
-            results[label] = time_ms(cp, make_run(), reps)
-        except ImportError:
-            rows.append({"name": f"{name} {label}", "error": "PyTorch is not installed"})
-        except Exception as e:
-            rows.append({"name": f"{name} {label}", "error": f"{type(e).__name__}: {e}"})
-
-    def eager():
-        peer = GpugradPeer(cfg, *problem, device="cuda")
-        return lambda i: peer.step()
-
-    def graphed():
-        peer = GpugradPeer(cfg, *problem, device="cuda")
-        captured = gg.cuda.graph(peer.step_on, peer.x, peer.y)
-        return lambda i: captured(peer.x, peer.y)
-
-    def torch_run(compiled):
-        import torch
-
-        peer = TorchPeer(cfg, *problem, device="cuda")
-        step = torch.compile(peer.step_on, mode="reduce-overhead") if compiled else peer.step_on
-        return lambda i: step(peer.x, peer.y)
-
-    timed("gpugrad eager", eager)
-    timed("gpugrad graphed", graphed)
-    timed("torch eager", lambda: torch_run(False))
-    if name in ("tiny", "deep"):  # the configs with a target against torch.compile
-        timed("torch.compile reduce-overhead", lambda: torch_run(True))
-    base = results.get("torch eager")
-    for label, ms in results.items():
-        ratio = f" ({ms / base:.2f} x torch eager)" if base else ""
-        rows.append({"family": "steps", "name": f"{name} {label}{ratio}", "ms": ms})
+    names = available_peers(("gpugrad", "gpugrad-graph", "torch", "torch-compile"))
+    with workers(names, os.cpu_count() or 1) as pool:
+        for name in ("tiny", "deep") if quick else ("tiny", "mnist", "wide", "deep"):
+            # torch.compile only where there is a target against it (it compiles for minutes)
+            targeted = name in ("tiny", "deep")
+            sub = {k: w for k, w in pool.items() if k != "torch-compile" or targeted}
+            try:  # one failing config must not hide the others
+                rounds = min(reps, 7)
+                ms = time_config(CONFIGS[name], sub, rounds, 0.5, pause=0.1, device="cuda")
+            except Exception as e:
+                rows.append({"family": "steps", "name": name, "error": f"{type(e).__name__}: {e}"})
+                continue
+            base = ms["ms"].get("torch")
+            for label, value in ms["ms"].items():
+                ratio = f" ({value / base:.2f} x torch eager)" if base else ""
+                rows.append({"family": "steps", "name": f"{name} {label}{ratio}", "ms": value})
     return rows
 
 
@@ -476,25 +331,14 @@ def run(args):
 
     info = device_info()
     ceil = ceilings(cp, args.reps, args.quick)
-    rng = np.random.default_rng(0)
     rows = []
-    for family, name, nbytes, flops, setup in _cases(args.family, args.quick):
-        row = {"family": family, "name": name}
-        try:
-            fn = setup(cp, rng)
-            ms = time_ms(cp, fn, args.reps)
-            row["ms"] = ms
-            if nbytes:
-                row["GBps"] = nbytes / ms / 1e6
-                row["pct_copy"] = 100 * row["GBps"] / ceil["copy_GBps"]
-            if flops:
-                row["TFLOPs"] = flops / ms / 1e9
-                row["pct_cublas"] = 100 * row["TFLOPs"] / ceil["cublas_TFLOPs"]
-        except Exception as e:  # recorded, so one broken kernel does not hide the others
-            row["error"] = f"{type(e).__name__}: {e}"
-        rows.append(row)
-        cp.get_default_memory_pool().free_all_blocks()
-    peers = torch_rows(args.reps, args.quick) if args.family == "all" else []
+    if args.family in (*KERNEL_FAMILIES, "all"):
+        size = "quick" if args.quick else "full"
+        for case in cases(cp, args.family, size):
+            rows.append(kernel_row(cp, case, args.reps, ceil))
+            del case
+            cp.get_default_memory_pool().free_all_blocks()
+    peers = []
     if args.family in ("all", "training"):
         try:
             peers += training_rows(args.reps, args.quick)
@@ -505,8 +349,31 @@ def run(args):
     return {**info, **ceil, "rows": rows, "peers": peers}
 
 
+def dry_run(family) -> dict:
+    """No GPU: every case built at test size on NumPy, its reference run, its bytes counted
+    (only the families are listed where gpugrad itself cannot be imported)."""
+    families = [family] if family in KERNEL_FAMILIES else list(KERNEL_FAMILIES)
+    rows = []
+    try:
+        for case in cases(np, family if family in KERNEL_FAMILIES else "all", "test"):
+            result = case.reference(np, *case.args(0))
+            row = {"family": case.family, "name": case.name, "shape": shape_of(case)}
+            row.update(bytes=traffic(case, result), torch_label=case.torch_label)
+            rows.append(row)
+    except ImportError as e:
+        why = f"cases not built: gpugrad cannot be imported here ({e})"
+        rows = [{"family": f, "name": "-", "error": why} for f in families]
+        return {"card": "dry-run", "status": f"dry run: no GPU; {why}", "rows": rows, "peers": []}
+    status = "dry run: no GPU; cases built at test size on NumPy, references run, nothing timed"
+    return {"card": "dry-run", "status": status, "rows": rows, "peers": []}
+
+
 def _per_op(row) -> str:
     return f"{row['us']:.1f} us/op (target <= 15)" if "us" in row else ""
+
+
+def _f(row, key, fmt):
+    return format(row[key], fmt) if row.get(key) is not None else ""
 
 
 def markdown(result) -> str:
@@ -516,21 +383,30 @@ def markdown(result) -> str:
         f"{result.get('status', '')}",
         "",
         f"copy ceiling {result.get('copy_GBps', float('nan')):.0f} GB/s, "
-        f"cuBLAS SGEMM {result.get('cublas_TFLOPs', float('nan')):.1f} TFLOP/s",
+        f"cuBLAS SGEMM {result.get('cublas_TFLOPs', float('nan')):.1f} TFLOP/s. Each kernel "
+        "row: the kernel, the CuPy composition it replaces (the op's reference), and PyTorch's "
+        "op on the same memory; x = kernel time / twin time (below 1: the kernel is faster).",
         "",
-        "| family | kernel | ms | GB/s | % copy | TFLOP/s | % cuBLAS | note |",
-        "|---|---|---|---|---|---|---|---|",
+        "| family | kernel | shape | bytes/call | ms | GB/s | % copy | TFLOP/s | % cuBLAS "
+        "| CuPy composition ms | x composition | torch ms | x torch | torch op | note |",
+        "|" + "---|" * 15,
     ]
-
-    def f(row, key, fmt):
-        return format(row[key], fmt) if key in row else ""
-
-    for r in result["rows"] + result.get("peers", []):
+    for r in result["rows"]:
+        note = "; ".join(r[k] for k in ("error", "composition_error", "torch_error") if k in r)
         lines.append(
-            f"| {r.get('family', 'peer')} | {r['name']} | {f(r, 'ms', '.3f')} | "
-            f"{f(r, 'GBps', '.0f')} | {f(r, 'pct_copy', '.0f')} | {f(r, 'TFLOPs', '.1f')} | "
-            f"{f(r, 'pct_cublas', '.0f')} | {r.get('error', '') or _per_op(r)} |"
+            f"| {r['family']} | {r['name']} | {r.get('shape', '')} | {_f(r, 'bytes', 'd')} | "
+            f"{_f(r, 'ms', '.3f')} | {_f(r, 'GBps', '.0f')} | {_f(r, 'pct_copy', '.0f')} | "
+            f"{_f(r, 'TFLOPs', '.1f')} | {_f(r, 'pct_cublas', '.0f')} | "
+            f"{_f(r, 'composition_ms', '.3f')} | {_f(r, 'vs_composition', '.2f')} | "
+            f"{_f(r, 'torch_ms', '.3f')} | {_f(r, 'vs_torch', '.2f')} | "
+            f"{r.get('torch_label', '')} | {note} |"
         )
+    if result.get("peers"):
+        lines += ["", "| peer | ms | note |", "|---|---|---|"]
+        for r in result["peers"]:
+            lines.append(
+                f"| {r['name']} | {_f(r, 'ms', '.3f')} | {r.get('error', '') or _per_op(r)} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -541,19 +417,13 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--stem", help="file name stem (default: <date>_<card>_bench)")
-    parser.add_argument("--dry-run", action="store_true", help="no GPU: list cases, write files")
+    parser.add_argument("--dry-run", action="store_true", help="no GPU: build and check cases")
     args = parser.parse_args(argv)
     if args.reps < 1:
         parser.error("--reps must be at least 1")
     date = datetime.date.today().isoformat()
     if args.dry_run:
-        cases = _cases(args.family, args.quick)
-        result = {
-            "card": "dry-run",
-            "status": "dry run: no GPU used, nothing measured",
-            "rows": [{"family": c[0], "name": c[1]} for c in cases],
-            "peers": [],
-        }
+        result = dry_run(args.family)
     else:
         started = time.perf_counter()
         result = run(args)
@@ -568,7 +438,7 @@ def main(argv=None) -> int:
     print(markdown(result))
     print(f"wrote {args.out / stem}.json and .md")
     failed = [r for r in result["rows"] if "error" in r]
-    return 1 if failed else 0
+    return 1 if failed and not args.dry_run else 0
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """The hand-written NumPy peer of ``gpugrad bench``: an MLP with manual backprop.
 
-The code lives in ``gpugrad/benchmark.py`` (``NumpyPeer``) so that an installed package can run
-the report; this file runs it on its own and checks it against gpugrad:
+The code lives in ``gpugrad/benchmark/peers.py`` (``NumpyPeer``) so that an installed package
+can run the report; this file runs it in a worker process of its own, after checking its first
+step against gpugrad's (in another worker):
 
     python bench/numpy_mlp.py --config mnist --steps 20
 """
@@ -9,22 +10,21 @@ the report; this file runs it on its own and checks it against gpugrad:
 from __future__ import annotations
 
 import argparse
-import time
+import os
 
-from gpugrad.benchmark import CONFIGS, GpugradPeer, NumpyPeer, make_problem, verify
+from gpugrad.benchmark.problems import CONFIGS
+from gpugrad.benchmark.steps import verify, workers
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="mnist", choices=tuple(CONFIGS))
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
     cfg = CONFIGS[args.config]
-    verify(cfg, [GpugradPeer, NumpyPeer])
-    x, y, layers = make_problem(cfg)
-    peer = NumpyPeer(cfg, x, y, layers)
-    peer.step()
-    t0 = time.perf_counter()
-    for _ in range(args.steps):
-        peer.step()
-    ms = (time.perf_counter() - t0) / args.steps * 1e3
-    print(f"{cfg.name}: {ms:.3f} ms per step, loss {peer.loss():.4f} (first step checked)")
+    with workers(["gpugrad", "numpy"], args.threads) as pool:
+        verify(cfg, pool)
+        pool["numpy"].call("build", config=cfg.to_dict())
+        ms = pool["numpy"].call("time", steps=args.steps) / args.steps * 1e3
+        loss = pool["numpy"].call("check", config=cfg.to_dict(), seed=0)["loss"]
+    print(f"{cfg.name}: {ms:.3f} ms per step (first step checked; loss {loss:.4f})")

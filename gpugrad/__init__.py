@@ -11,6 +11,7 @@
 from . import autograd, backends, cuda, distributed, functional, nn, optim, viz  # noqa: F401
 from .anomaly import detect_anomaly
 from .autograd import grad
+from .cpu_replay import graph as cpu_graph
 from .creation import (
     abs,
     arange,
@@ -70,6 +71,7 @@ __all__ = [
     "concatenate",
     "config",
     "CrossCheckError",
+    "cpu_graph",
     "crosscheck",
     "cuda",
     "cuda_device_count",

@@ -109,9 +109,10 @@ def _bench(args) -> int:
 def _add_bench(sub) -> None:
     bench = sub.add_parser(
         "bench",
-        help="time training steps against hand-written NumPy and PyTorch (one process)",
+        help="time training steps against hand-written NumPy and PyTorch (a process each)",
         description="Time one training step (forward, softmax-CE, backward, SGD) of four MLP "
-        "configs for gpugrad and its peers, interleaved in rounds, and print a markdown table.",
+        "configs for gpugrad (eager and gg.cpu_graph) and its peers, each in a worker process "
+        "of its own, interleaved in rounds, and print a markdown table.",
     )
     add = bench.add_argument
     add("--configs", default="tiny,mnist,wide,deep", help="comma-separated, default all four")

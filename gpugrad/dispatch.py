@@ -375,6 +375,8 @@ def apply(op: Op, inputs, attrs):
         result._node = _record(op, inputs, arrays, attrs, out, extras, result, xp)
         if state.anomaly.enabled:
             on_forward(result._node, out)
+    if state.capture is not None:  # gg.cpu_graph is recording this step
+        state.capture.forward(op, inputs, arrays, attrs, out, extras, result)
     return result
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import ops
+from . import ops, state
 from .device import move, xp_for
 from .engine import Node, Sink, backward_pass, enable_grad
 
@@ -228,6 +228,8 @@ def run_backward(roots, seeds, retain_graph=None, create_graph=False, targets=No
     gradients are returned (None where unreached) and no ``.grad`` changes. ``retain_graph``
     defaults to ``create_graph``, as in PyTorch.
     """
+    if state.capture is not None:  # gg.cpu_graph is recording this step
+        state.capture.backward(roots, seeds, create_graph, targets)
     if retain_graph is None:
         retain_graph = create_graph
     if not create_graph:

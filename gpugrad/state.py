@@ -44,3 +44,6 @@ class anomaly:
 
 # Callables hook(op, out) run after every forward (gg.crosscheck records values through it).
 forward_hooks: list = []
+
+# The recorder of gg.cpu_graph while it captures a step (cpu_replay._Recorder), else None.
+capture = None

@@ -328,7 +328,9 @@ def test_kernel_table_lists_only_files_that_exist():
 
 
 def test_gpu_check_dry_run_parses_arguments_and_writes_results(tmp_path):
+    import os
     import subprocess
+    import sys
     from pathlib import Path
 
     script = Path(__file__).resolve().parents[1] / "bench" / "gpu_check.sh"
@@ -337,6 +339,7 @@ def test_gpu_check_dry_run_parses_arguments_and_writes_results(tmp_path):
         capture_output=True,
         text=True,
         timeout=120,
+        env={**os.environ, "PYTHON": sys.executable},  # the dry run builds cases with gpugrad
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     names = sorted(p.name for p in tmp_path.iterdir())

@@ -65,19 +65,63 @@ def test_a_gradient_that_shares_memory_is_still_copied():
     np.testing.assert_array_equal(w.grad.numpy(), before)
 
 
+@pytest.fixture(scope="module")
+def bench_pool():
+    """One worker process per installed peer, one thread each (as ``gpugrad bench`` runs)."""
+    from gpugrad.benchmark.steps import workers
+
+    with workers(available_peers(), threads=1) as pool:
+        yield pool
+
+
+def available_peers():
+    from gpugrad.benchmark.peers import available_peers
+
+    return available_peers()
+
+
 @pytest.mark.parametrize("config", ["tiny", "deep"])
-def test_benchmark_peers_agree_with_gpugrad(config):
-    from gpugrad.benchmark import CONFIGS, GpugradPeer, NumpyPeer, verify
+def test_benchmark_peers_agree_with_gpugrad(bench_pool, config):
+    from gpugrad.benchmark.problems import CONFIGS
+    from gpugrad.benchmark.steps import verify
 
-    verify(CONFIGS[config], [GpugradPeer, NumpyPeer])
+    verify(CONFIGS[config], bench_pool)
 
 
-def test_benchmark_table_has_one_row_per_config():
-    from gpugrad.benchmark import run, table
+def test_benchmark_check_refuses_a_peer_that_differs():
+    from gpugrad.benchmark.steps import compare
 
-    result = run(["tiny"], rounds=1, round_s=0.01, memory=True, log=lambda *_: None)
+    ref = {"loss": 2.0, "weights": [np.ones(3, np.float32)]}
+    compare("tiny", "numpy", ref, ref)
+    with pytest.raises(AssertionError, match="loss"):
+        compare("tiny", "numpy", {**ref, "loss": 2.1}, ref)
+    with pytest.raises(AssertionError, match="parameter 0"):
+        compare("tiny", "numpy", {**ref, "weights": [np.full(3, 1.01, np.float32)]}, ref)
+
+
+def test_bench_runs_every_peer_in_a_process_of_its_own(bench_pool):
+    """The table comes from one worker process per peer, and no worker loads another peer's
+    library: timed in one process, PyTorch's thread pools collided with the others'."""
+    import os
+
+    from gpugrad.benchmark.steps import run, table
+
+    quick = {"rounds": 1, "round_s": 0.01, "pause": 0, "patience_s": 0}
+    result = run(["tiny"], log=lambda *_: None, pool=bench_pool, **quick)
     text = table(result)
-    assert text.count("\n") == 2 and "| tiny | 64 |" in text
+    assert text.count("\n") == 3 and text.count("| tiny | 64 |") == 2  # eager and cpu_graph
+    assert set(result["configs"]["tiny"]["ms"]) == set(bench_pool)
+    assert set(bench_pool) >= {"gpugrad", "gpugrad-graph", "numpy"}
+    workers = result["workers"]
+    pids = {w["pid"] for w in workers.values()}
+    assert len(pids) == len(workers) and os.getpid() not in pids
+    for ours in ("gpugrad", "gpugrad-graph"):
+        assert {"gpugrad", "numba"} <= set(workers[ours]["loaded"])
+        assert "torch" not in workers[ours]["loaded"]
+    assert workers["numpy"]["loaded"] == ["numpy"]
+    if "torch" in workers:
+        assert "torch" in workers["torch"]["loaded"]
+        assert not {"gpugrad", "numba"} & set(workers["torch"]["loaded"])
 
 
 def test_bench_command_parses_its_options():

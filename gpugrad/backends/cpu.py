@@ -2,11 +2,15 @@
 
 Each function here registers itself on the op it speeds up (``@fused.mse_loss.fast("cpu")``),
 has the signature and results of that op's reference in ``fused.py``, and returns
-``NotImplemented`` for inputs it does not cover (float16, which Numba lacks; shapes where the
-reference was measured faster), so the reference runs instead. The NumPy composition of a fused
+``NotImplemented`` for inputs it does not cover (float16, which Numba lacks; float64 logits of
+more than WIDE_ROWS classes), so the reference runs instead. The NumPy composition of a fused
 loss walks the (N, C) logits 6-10 times and allocates as many temporaries; the loops below read
 the logits twice per row and write the gradient once. Sums accumulate in float64 whatever the
-input dtype.
+input dtype, over eight partial sums (``_sum64``). Every loop is written so that LLVM can
+vectorise it: exp, log1p, tanh and sigmoid come from ``cpu_math.py`` (SIMD arithmetic for
+float32 instead of a libm call per value), and the kernels use ``error_model="numpy"`` (no
+ZeroDivisionError branch in the loops). ``gpugrad bench --kernels`` times each one against its
+reference.
 
 The ``_kernel`` functions are plain Python under ``NUMBA_DISABLE_JIT=1``, so a debugger can step
 through them.
@@ -21,68 +25,119 @@ from numba import njit
 
 from .. import activations, fused
 from ..activations import CODES
+from .cpu_math import exp_nonpos, log1p_unit, sigmoid, tanh
+
+# float64 logits: the exp is libm's, one value at a time (float32 runs vectorised, see
+# cpu_math.py); above this many classes NumPy's SIMD exp over the rows wins.
+WIDE_ROWS = 128
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))  # what Numba's loops take (no float16)
 
 
-@njit(cache=True)
-def _softmax_xent_kernel(logits, targets, ignore_index, scale, per_row, dlogits):
+@njit(cache=True, error_model="numpy")
+def _sum64(a, lo, hi):
+    """sum(a[lo:hi]) in float64 over eight partial sums: independent additions that pipeline
+    (one running sum waits ~4 cycles per element), in an order fixed by the length alone."""
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+    j = lo
+    while j + 8 <= hi:
+        s0 += a[j]
+        s1 += a[j + 1]
+        s2 += a[j + 2]
+        s3 += a[j + 3]
+        s4 += a[j + 4]
+        s5 += a[j + 5]
+        s6 += a[j + 6]
+        s7 += a[j + 7]
+        j += 8
+    s = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+    while j < hi:
+        s += a[j]
+        j += 1
+    return s
+
+
+@njit(cache=True, error_model="numpy")
+def _softmax_xent_kernel(logits, targets, ignore_index, mean, per_row, dlogits):
+    """Loss per row into per_row, (softmax - onehot) * scale into dlogits; returns the summed
+    loss and the number of rows whose target is not ignore_index."""
     n, c = logits.shape
+    count = 0
+    for i in range(n):
+        count += targets[i] != ignore_index
+    scale = (1.0 / count if count else 0.0) if mean else 1.0
+    sc = logits.dtype.type(scale)
+    total = 0.0
     for i in range(n):
         row = logits[i]
+        d = dlogits[i]
         m = row[0]
-        for j in range(1, c):
-            if row[j] > m:
-                m = row[j]
-        s = 0.0
+        for j in range(1, c):  # a NaN logit makes its exp, and so the row, NaN below
+            v = row[j]
+            m = v if v > m else m
         for j in range(c):
-            e = math.exp(row[j] - m)
-            dlogits[i, j] = e
-            s += e
+            d[j] = exp_nonpos(row[j] - m)
+        s = _sum64(d, 0, c)
         t = targets[i]
         if t == ignore_index:
             # An ignored row's gradient is 0 times its softmax: NaN when the row holds NaN,
             # +inf or only -inf, as in the reference and PyTorch.
             per_row[i] = 0.0
             for j in range(c):
-                dlogits[i, j] = dlogits[i, j] / s * 0.0
+                d[j] = d[j] / s * 0.0
             continue
-        per_row[i] = math.log(s) - (row[t] - m)
-        inv = scale / s
+        loss = math.log(s) - (row[t] - m)
+        per_row[i] = loss
+        total += loss
+        inv = logits.dtype.type(scale / s)
         for j in range(c):
-            dlogits[i, j] *= inv
-        dlogits[i, t] -= scale
-
-
-# Above this many classes NumPy's vectorized exp beats the scalar loop (measured on 2 x86
-# cores, float32, N=256: Numba 1.9x faster at C=32, 1.15x at C=100, 0.66x at C=256).
-WIDE_ROWS = 128
+            d[j] *= inv
+        d[t] -= sc
+    return total, count
 
 
 @fused.cross_entropy.fast("cpu", kernels=("_softmax_xent_kernel",))
 def cross_entropy(xp, logits, targets, *, reduction="mean", ignore_index=-100):
     # Numba has no float16 arrays: the reference computes those in float32.
-    if logits.shape[1] > WIDE_ROWS or logits.dtype.itemsize < 4:
+    dt = logits.dtype
+    c = logits.shape[1]
+    if dt not in _FLOATS or c == 0 or (dt == np.float64 and c > WIDE_ROWS):
         return NotImplemented
-    logits = np.ascontiguousarray(logits)
-    targets = np.ascontiguousarray(targets)
-    count = int(np.count_nonzero(targets != ignore_index))
-    scale = 1.0 if reduction != "mean" else (1.0 / count if count else 0.0)
+    if not logits.flags.c_contiguous:
+        logits = np.ascontiguousarray(logits)
+    if not targets.flags.c_contiguous:
+        targets = np.ascontiguousarray(targets)
     per_row = np.empty(logits.shape[0], np.float64)
-    dlogits = np.empty_like(logits)
-    _softmax_xent_kernel(logits, targets, ignore_index, scale, per_row, dlogits)
-    return _finish(per_row, reduction, count, logits.dtype), {"dlogits": dlogits}
+    dlogits = np.empty(logits.shape, dt)
+    total, count = _softmax_xent_kernel(
+        logits, targets, ignore_index, reduction == "mean", per_row, dlogits
+    )
+    per_item = per_row.astype(dt) if reduction == "none" else None
+    return _total(total, per_item, reduction, count, dt), {"dlogits": dlogits}
 
 
-@njit(cache=True)
-def _bce_logits_kernel(s, t, scale, per_item, ds):
+# Losses over many elements: per-element values go to a block of BLOCK (L1-resident) that is
+# summed before the next one, or to the output when reduction="none" asks for them.
+BLOCK = 1024
+
+
+@njit(cache=True, error_model="numpy")
+def _bce_logits_kernel(s, t, scale, keep, per_item, ds):
+    zero, one, sc = s.dtype.type(0), s.dtype.type(1), s.dtype.type(scale)
+    n = s.size
+    scratch = np.empty(min(n, BLOCK), s.dtype)
     total = 0.0
-    for i in range(s.size):
-        x = s[i]
-        e = math.exp(-abs(x))
-        loss = max(x, 0.0) - x * t[i] + math.log1p(e)
-        per_item[i] = loss
-        total += loss
-        sig = 1.0 / (1.0 + e) if x >= 0 else e / (1.0 + e)
-        ds[i] = (sig - t[i]) * scale
+    for lo in range(0, n, BLOCK):
+        hi = min(lo + BLOCK, n)
+        # views indexed from 0: indices LLVM can prove non-negative, so the loop vectorises
+        sv, tv, dv = s[lo:hi], t[lo:hi], ds[lo:hi]
+        buf = per_item[lo:hi] if keep else scratch[: hi - lo]
+        for k in range(hi - lo):
+            x = sv[k]
+            e = exp_nonpos(-abs(x))
+            buf[k] = (x if x > zero else zero) - x * tv[k] + log1p_unit(e)
+            sig = one / (one + e) if x >= zero else e / (one + e)
+            dv[k] = (sig - tv[k]) * sc
+        total += _sum64(buf, 0, hi - lo)
     return total
 
 
@@ -93,21 +148,30 @@ def binary_cross_entropy_with_logits(xp, logits, targets, *, reduction="mean"):
     s = np.ascontiguousarray(logits).reshape(-1)
     t = np.ascontiguousarray(targets).reshape(-1)
     scale = 1.0 if reduction != "mean" else (1.0 / s.size if s.size else 0.0)
-    per_item = np.empty(s.size, s.dtype)
+    keep = reduction == "none"
+    per_item = np.empty(s.size if keep else 0, s.dtype)
     ds = np.empty_like(s)
-    total = _bce_logits_kernel(s, t, scale, per_item, ds)
-    out = _total(total, per_item.reshape(logits.shape), reduction, s.size, logits.dtype)
+    total = _bce_logits_kernel(s, t, scale, keep, per_item, ds)
+    per_item = per_item.reshape(logits.shape) if keep else None
+    out = _total(total, per_item, reduction, s.size, s.dtype)
     return out, {"dlogits": ds.reshape(logits.shape), "scale": scale}
 
 
-@njit(cache=True)
-def _mse_kernel(y, t, factor, per_item, dy):
+@njit(cache=True, error_model="numpy")
+def _mse_kernel(y, t, factor, keep, per_item, dy):
+    f = y.dtype.type(factor)
+    n = y.size
+    scratch = np.empty(min(n, BLOCK), y.dtype)
     total = 0.0
-    for i in range(y.size):
-        d = y[i] - t[i]
-        per_item[i] = d * d
-        total += d * d
-        dy[i] = d * factor
+    for lo in range(0, n, BLOCK):
+        hi = min(lo + BLOCK, n)
+        yv, tv, dv = y[lo:hi], t[lo:hi], dy[lo:hi]
+        buf = per_item[lo:hi] if keep else scratch[: hi - lo]
+        for k in range(hi - lo):
+            d = yv[k] - tv[k]
+            buf[k] = d * d
+            dv[k] = d * f
+        total += _sum64(buf, 0, hi - lo)
     return total
 
 
@@ -118,15 +182,13 @@ def mse_loss(xp, input, targets, *, reduction="mean"):
     y = np.ascontiguousarray(input).reshape(-1)
     t = np.ascontiguousarray(targets).reshape(-1)
     factor = 2.0 if reduction != "mean" else (2.0 / y.size if y.size else 0.0)
-    per_item = np.empty(y.size, y.dtype)
+    keep = reduction == "none"
+    per_item = np.empty(y.size if keep else 0, y.dtype)
     dy = np.empty_like(y)
-    total = _mse_kernel(y, t, factor, per_item, dy)
-    out = _total(total, per_item.reshape(input.shape), reduction, y.size, input.dtype)
+    total = _mse_kernel(y, t, factor, keep, per_item, dy)
+    per_item = per_item.reshape(input.shape) if keep else None
+    out = _total(total, per_item, reduction, y.size, y.dtype)
     return out, {"dinput": dy.reshape(input.shape)}
-
-
-def _finish(per_row, reduction, count, dtype):
-    return _total(per_row.sum(), per_row.astype(dtype), reduction, count, dtype)
 
 
 def _total(total, per_item, reduction, count, dtype):
@@ -140,11 +202,11 @@ def _total(total, per_item, reduction, count, dtype):
 # ----------------------------------------------------------------------------- bias + activation
 # act(z + b) over an (N, C) block in one sweep: one read of z, one write of out, where NumPy's
 # reference makes two to four temporaries. Backward reads dout and out once, writes dz once and
-# sums the bias gradient in the same sweep. Measured on 2 cores, (256, 512) float32: Numba wins
-# for relu, leaky_relu and identity forwards and every backward; for tanh and sigmoid forwards
-# NumPy's SIMD transcendentals beat Numba's scalar libm calls (no SVML) by 2-7x, so those two
-# forwards run the NumPy reference. The codes are gpugrad.activations.CODES; Numba reads the
-# module globals below as compile-time constants.
+# sums the bias gradient in the same sweep. Every branch on the activation sits outside the
+# loop over a row, so each loop is straight-line arithmetic that LLVM vectorises; tanh and
+# sigmoid come from cpu_math.py (vectorised for float32; float64 tanh runs NumPy's SIMD tanh in
+# place on the sum instead, float64 sigmoid the reference). The codes are
+# gpugrad.activations.CODES; Numba reads the module globals below as compile-time constants.
 
 RELU, LEAKY_RELU, TANH, SIGMOID = (
     CODES["relu"],
@@ -154,7 +216,7 @@ RELU, LEAKY_RELU, TANH, SIGMOID = (
 )
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _bias_act_fwd_kernel(z, b, code, slope, out):
     n, c = z.shape
     zero = z.dtype.type(0)
@@ -170,12 +232,18 @@ def _bias_act_fwd_kernel(z, b, code, slope, out):
             for j in range(c):
                 v = zi[j] + b[j]
                 oi[j] = v if v > zero else v * s
+        elif code == TANH:
+            for j in range(c):
+                oi[j] = tanh(zi[j] + b[j])
+        elif code == SIGMOID:
+            for j in range(c):
+                oi[j] = sigmoid(zi[j] + b[j])
         else:
             for j in range(c):
                 oi[j] = zi[j] + b[j]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _bias_act_bwd_kernel(dout, out, code, slope, dz, db):
     n, c = dout.shape
     one = out.dtype.type(1)
@@ -186,65 +254,65 @@ def _bias_act_bwd_kernel(dout, out, code, slope, dz, db):
         di = dout[i]
         oi = out[i]
         zi = dz[i]
+        if code == RELU:
+            for j in range(c):
+                zi[j] = di[j] if oi[j] > zero else zero
+        elif code == LEAKY_RELU:
+            for j in range(c):
+                zi[j] = di[j] if oi[j] > zero else di[j] * s
+        elif code == TANH:
+            for j in range(c):
+                zi[j] = di[j] * (one - oi[j] * oi[j])
+        elif code == SIGMOID:
+            for j in range(c):
+                zi[j] = di[j] * (oi[j] * (one - oi[j]))
+        else:
+            for j in range(c):
+                zi[j] = di[j]
         for j in range(c):
-            o = oi[j]
-            if code == RELU:
-                d = di[j] if o > zero else zero
-            elif code == LEAKY_RELU:
-                d = di[j] if o > zero else di[j] * s
-            elif code == TANH:
-                d = di[j] * (one - o * o)
-            elif code == SIGMOID:
-                d = di[j] * (o * (one - o))
-            else:
-                d = di[j]
-            zi[j] = d
-            acc[j] += d
+            acc[j] += zi[j]
     for j in range(c):
         db[j] = acc[j]
 
 
 def _rows(a):
+    """``a`` as C-contiguous rows (itself when it already is one)."""
+    if a.ndim == 2 and a.flags.c_contiguous:
+        return a
     return np.ascontiguousarray(a).reshape(-1, a.shape[-1])
-
-
-def _kernel_takes(*arrays) -> bool:
-    """float32/float64 of one dtype with at least one element in a row: what the loops cover
-    (Numba has no float16; an (N, 0) block has no rows to reshape)."""
-    dt = arrays[0].dtype
-    return (
-        dt.kind == "f"
-        and dt.itemsize >= 4
-        and all(a.dtype == dt for a in arrays)
-        and arrays[0].ndim > 0
-        and arrays[0].size > 0
-    )
 
 
 @fused.bias_act.fast("cpu", kernels=("_bias_act_fwd_kernel", "numpy tanh"))
 def bias_act(xp, z, b, *, activation="relu", negative_slope=0.01):
     code = activations.check(activation, negative_slope)
-    if not _kernel_takes(z, b) or b.shape != z.shape[-1:] or activation == "sigmoid":
+    dt = z.dtype
+    # float32/float64 of one dtype with at least one element in a row: what the loops cover
+    # (an (N, 0) block has no rows to reshape)
+    if dt not in _FLOATS or b.dtype != dt or z.ndim == 0 or z.size == 0 or b.shape != z.shape[-1:]:
         return NotImplemented
-    if activation == "tanh":
-        # NumPy's SIMD tanh beats a scalar Numba loop; running it in place on the sum saves
-        # the reference's second temporary and a pass over memory.
-        out = np.add(z, b)
+    if dt == np.float64 and code in (TANH, SIGMOID):
+        if code == SIGMOID:
+            return NotImplemented
+        out = np.add(z, b)  # NumPy's SIMD tanh, in place on the sum (no second temporary)
         return np.tanh(out, out=out)
     z2 = _rows(z)
-    out = np.empty_like(z2)
-    _bias_act_fwd_kernel(z2, np.ascontiguousarray(b), code, negative_slope, out)
-    return out.reshape(z.shape)
+    out = np.empty(z2.shape, dt)
+    _bias_act_fwd_kernel(z2, b if b.flags.c_contiguous else np.ascontiguousarray(b), code,
+                         negative_slope, out)  # fmt: skip
+    return out if z2 is z else out.reshape(z.shape)
 
 
 @fused.bias_act.fast_backward("cpu", owns=True, kernels=("_bias_act_bwd_kernel",))
 def bias_act_backward(xp, dout, out, activation, negative_slope, needs):
     """(dz, db) in one sweep; the identity (dz is dout itself) is left to the reference."""
-    if activation == "identity" or not _kernel_takes(out) or dout.shape != out.shape:
+    dt = out.dtype
+    usable = dt in _FLOATS and out.ndim > 0 and out.size > 0 and dout.shape == out.shape
+    if activation == "identity" or not usable:
         return NotImplemented
     o2 = _rows(out)
-    d2 = _rows(dout.astype(out.dtype, copy=False))
-    dz = np.empty_like(o2)
-    db = np.empty(o2.shape[1], out.dtype)
+    d2 = _rows(dout if dout.dtype == dt else dout.astype(dt))
+    dz = np.empty(o2.shape, dt)
+    db = np.empty(o2.shape[1], dt)
     _bias_act_bwd_kernel(d2, o2, CODES[activation], negative_slope, dz, db)
-    return (dz.reshape(out.shape) if needs[0] else None), (db if needs[1] else None)
+    dz = (dz if o2 is out else dz.reshape(out.shape)) if needs[0] else None
+    return dz, (db if needs[1] else None)

@@ -26,12 +26,14 @@ import copy
 import numpy as np
 from numba.typed import List
 
+from .. import state
 from ..device import move
 from ..engine import enable_grad, no_grad
 from ..state import config
 from ..tensor import Tensor
 
 _LIST_GRADS_ABOVE = 8192  # mean elements per parameter above which gradients are not packed
+_TUPLE_GRADS_UP_TO = 128  # parameters of one dtype whose gradients go to the kernel as a tuple
 
 
 class _Bucket:
@@ -91,6 +93,9 @@ class Optimizer:
         self.param_groups: list[dict] = []
         self.state: dict = {}
         self._buckets: dict = {}
+        self._last_rows: list | None = None  # the hp rows of the last CPU step and their table
+        self._last_hp = None
+        self._sorted = None  # the last _paths() result and what it was computed for
         if isinstance(params, Tensor):
             raise TypeError(
                 "params must be an iterable of tensors or of dicts, got a single Tensor; "
@@ -139,6 +144,8 @@ class Optimizer:
     # ------------------------------------------------------------------ stepping
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Drop every gradient (``set_to_none=False``: fill them with zeros instead)."""
+        if state.capture is not None:  # gg.cpu_graph replays this call
+            state.capture.call(self.zero_grad, set_to_none)
         for g in self.param_groups:
             for p in g["params"]:
                 if p.grad is None:
@@ -150,22 +157,26 @@ class Optimizer:
 
     def step(self, closure=None):
         """Update every parameter that has a gradient; ``closure`` re-evaluates the loss."""
+        capture = state.capture
+        if capture is None:
+            return self._step(closure)
+        # gg.cpu_graph: the replay calls step() again; nothing inside it is recorded as an op
+        if closure is not None:
+            raise RuntimeError("cpu_graph: an optimizer step with a closure cannot be captured")
+        capture.call(self.step)
+        capture.paused += 1
+        try:
+            return self._step(None)
+        finally:
+            capture.paused -= 1
+
+    def _step(self, closure):
         loss = None
         if closure is not None:
             with enable_grad():
                 loss = closure()
         with no_grad():
-            fused, cuda, reference = {}, [], []
-            for group in self.param_groups:
-                for p in group["params"]:
-                    if not config.kernels:
-                        reference.append((group, p))
-                    elif _fusable(p):
-                        fused.setdefault(p.dtype, []).append((group, p))
-                    elif p.device != "cpu":
-                        cuda.append((group, p))
-                    else:
-                        reference.append((group, p))
+            fused, cuda, reference = self._paths()
             for dtype, items in fused.items():
                 self._step_cpu(dtype, items)
             if cuda:
@@ -176,6 +187,33 @@ class Optimizer:
                     self._reference_step(group, p, self._grad(p), self.state.setdefault(p, {}))
                     p._version[0] += 1
         return loss
+
+    def _paths(self):
+        """The parameters sorted into the fused CPU step (by dtype), the CUDA step and the
+        reference, as (group, parameter) pairs. Kept from step to step while the parameters'
+        arrays are the same objects and ``gg.config.kernels`` has not changed."""
+        arrays = [p.data for g in self.param_groups for p in g["params"]]
+        cached = self._sorted
+        if (
+            cached is not None
+            and cached[0] == config.kernels
+            and len(cached[1]) == len(arrays)
+            and all(a is b for a, b in zip(arrays, cached[1], strict=True))
+        ):
+            return cached[2]
+        fused, cuda, reference = {}, [], []
+        for group in self.param_groups:
+            for p in group["params"]:
+                if not config.kernels:
+                    reference.append((group, p))
+                elif _fusable(p):
+                    fused.setdefault(p.dtype, []).append((group, p))
+                elif p.device != "cpu":
+                    cuda.append((group, p))
+                else:
+                    reference.append((group, p))
+        self._sorted = (config.kernels, arrays, (fused, cuda, reference))
+        return fused, cuda, reference
 
     @staticmethod
     def _grad(p: Tensor):
@@ -200,10 +238,13 @@ class Optimizer:
         rows = []
         group_names = {}
         state = self.state
-        # Large parameters: hand the kernel a list of the gradients as they are (building the
-        # typed list costs ~6 us a parameter); small ones: pack them into the flat buffer (a
-        # memcpy costs less than that below ~8k elements).
-        listed = bounds[-1] >= _LIST_GRADS_ABOVE * len(params)
+        # Up to _TUPLE_GRADS_UP_TO parameters: hand the kernel the gradients as they are, in a
+        # tuple (Numba reads a tuple's arrays in ~0.2 us each, and compiles the kernel once per
+        # parameter count). More parameters: large ones in a typed list (~3 us a parameter to
+        # build), small ones packed into the flat buffer (a memcpy costs less than that below
+        # ~8k elements).
+        tupled = len(params) <= _TUPLE_GRADS_UP_TO
+        listed = tupled or bounds[-1] >= _LIST_GRADS_ABOVE * len(params)
         grads = [] if listed else bucket.grads
         for k, (group, p) in enumerate(items):
             grad = p._grad
@@ -229,8 +270,12 @@ class Optimizer:
             for name in group_names[key]:
                 if name not in st:
                     st[name] = bucket.view(bucket.buffers[name], k)
-        hp = np.array(rows, np.float64).reshape(len(params), len(self._columns))
-        self._launch_cpu(bucket, List(grads) if listed else grads, hp)
+        if rows == self._last_rows:  # the same rows as last step (plain SGD): the same table
+            hp = self._last_hp
+        else:
+            hp = np.array(rows, np.float64).reshape(len(params), len(self._columns))
+            self._last_rows, self._last_hp = rows, hp
+        self._launch_cpu(bucket, tuple(grads) if tupled else List(grads) if listed else grads, hp)
         for k, p in enumerate(params):
             if rows[k] is not idle:
                 p._version[0] += 1
