@@ -22,14 +22,14 @@ def _t(x) -> Tensor:
 
 
 def _check_reduction(name, reduction):
-    if reduction not in _REDUCTIONS:
-        hint = ""
-        if not isinstance(reduction, str):
-            # torch's third positional argument is the class weight; here it is the reduction
-            hint = "; pass class weights by keyword (weight=...)"
+    if not isinstance(reduction, str):
+        # torch's third positional argument is the class weight; here it is the reduction
         raise ValueError(
-            f"{name}: reduction must be one of {_REDUCTIONS}, got {reduction!r:.60}{hint}"
+            f"{name}: reduction must be one of {_REDUCTIONS}, got a {type(reduction).__name__}; "
+            "pass class weights by keyword (weight=...)"
         )
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"{name}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
 
 
 def _same_shape_pair(name, input, target):
@@ -95,9 +95,16 @@ def _weights(name, what, weight, like, shape=None):
         )
     if shape is not None and w.shape != shape:
         raise ValueError(f"{name}: {what} must have shape {shape} (one per class), got {w.shape}")
-    if shape is None and np.broadcast_shapes(w.shape, like.shape) != like.shape:
+    if shape is None and not _broadcasts(w.shape, like.shape):
         raise ValueError(f"{name}: {what} {w.shape} does not broadcast to the input {like.shape}")
     return w.data.astype(like.dtype, copy=False)
+
+
+def _broadcasts(shape, to) -> bool:
+    try:
+        return np.broadcast_shapes(shape, to) == to
+    except ValueError:
+        return False
 
 
 def _lifted(out, single, reduction):
