@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 FAMILIES = (
     "activations",
     "bias_act",
+    "layernorm",
     "softmax_xent",
     "losses",
     "matmul",
@@ -53,11 +54,27 @@ def _cases(family, quick):
             out.append(("activations", f"{name}_fwd", 8 * n, 0, _act_case(name, n)))
         for name in ("relu", "leaky_relu", "sigmoid", "tanh"):
             out.append(("activations", f"{name}_bwd", 12 * n, 0, _act_bwd_case(name, n)))
+        for kernel, name, attrs in (("gelu", "gelu", {"approximate": "none"}),
+                                    ("gelu_tanh", "gelu", {"approximate": "tanh"}),
+                                    ("silu", "silu", {})):  # fmt: skip
+            out.append(("activations", f"{kernel}_fwd", 8 * n, 0, _x_act_case(name, attrs, n)))
+            out.append(("activations", f"{kernel}_bwd", 12 * n, 0,
+                        _x_act_case(name, attrs, n, backward=True)))  # fmt: skip
     if family in ("bias_act", "all"):
         out.append(("bias_act", "bias_act_fwd relu", 8 * rows * cols, 0, _bias_case(rows, cols)))
         out.append(
             ("bias_act", "bias_act_bwd relu", 12 * rows * cols, 0, _bias_bwd_case(rows, cols))
         )
+        out.append(("bias_act", "bias_act_fwd gelu", 8 * rows * cols, 0,
+                    _bias_case(rows, cols, "gelu")))  # fmt: skip
+        out.append(("bias_act", "bias_act_bwd gelu", 16 * rows * cols, 0,
+                    _bias_bwd_case(rows, cols, "gelu")))  # fmt: skip
+    if family in ("layernorm", "all"):
+        for nr, c in ((rows * 2, 1024), (rows // 4, 8192)):  # warp rows, block rows
+            out.append(("layernorm", f"layernorm_fwd {nr}x{c}", 8 * nr * c, 0,
+                        _layernorm_case(nr, c)))  # fmt: skip
+            out.append(("layernorm", f"layernorm_bwd+param_bwd {nr}x{c}", 16 * nr * c, 0,
+                        _layernorm_case(nr, c, backward=True)))  # fmt: skip
     if family in ("softmax_xent", "all"):
         for nr, c in ((rows * 4, 1000), (64 if quick else 512, 50000)):
             out.append(("softmax_xent", f"xent_fwd {nr}x{c}", 8 * nr * c, 0, _xent_case(nr, c)))
@@ -129,33 +146,90 @@ def _act_bwd_case(name, n):
     return setup
 
 
-def _bias_bwd_case(rows, cols):
+def _x_act_case(name, attrs, n, backward=False):
+    """GELU and SiLU: their backward kernels take the input x, not the output."""
+
+    def setup(cp, rng):
+        from gpugrad import ops
+        from gpugrad.backends import cuda
+
+        op = getattr(ops, name)
+        xs = [_rand(cp, rng, n) for _ in range(ROTATE)]
+        extra = tuple(attrs.values())
+        if not backward:
+            fn = getattr(cuda.launchers, name)
+            _check(fn(cp, xs[0], **attrs), op.fwd(cp, xs[0].astype(cp.float64), **attrs), name)
+            return lambda i: fn(cp, xs[i % ROTATE], **attrs)
+        fn = getattr(cuda.launchers, f"{name}_backward")
+        d = [_rand(cp, rng, n) for _ in range(ROTATE)]
+        ref = op.bwd(cp, d[0].astype(cp.float64), xs[0].astype(cp.float64), *extra)[0]
+        _check(fn(cp, d[0], xs[0], *extra)[0], ref, f"{name}_bwd")
+        return lambda i: fn(cp, d[i % ROTATE], xs[i % ROTATE], *extra)
+
+    return setup
+
+
+def _bias_bwd_case(rows, cols, act="relu"):
     def setup(cp, rng):
         from gpugrad import fused
         from gpugrad.backends import cuda
 
         d = [_rand(cp, rng, (rows, cols)) for _ in range(ROTATE)]
-        out = cp.maximum(_rand(cp, rng, (rows, cols)), 0)
+        z, b = _rand(cp, rng, (rows, cols)), _rand(cp, rng, cols)
+        out = fused.bias_act.fwd(cp, z, b, activation=act)
         needs = (True, True)
-        got = cuda.launchers.bias_act_backward(cp, d[0], out, "relu", 0.01, needs)
-        ref = fused.bias_act_backward(cp, d[0].astype(cp.float64), out, "relu", 0.01, needs)
+        got = cuda.launchers.bias_act_backward(cp, d[0], out, act, 0.01, needs, z, b)
+        wide = [a.astype(cp.float64) for a in (d[0], out, z, b)]
+        ref = fused.bias_act.bwd(cp, wide[0], wide[1], act, 0.01, needs, *wide[2:])
         _check(got[0], ref[0], "bias_act_bwd dz")
         _check(got[1], ref[1], "bias_act_bwd db", rtol=1e-3, atol=1e-3)  # column sums
         return lambda i: cuda.launchers.bias_act_backward(
-            cp, d[i % ROTATE], out, "relu", 0.01, needs
+            cp, d[i % ROTATE], out, act, 0.01, needs, z, b
         )
 
     return setup
 
 
-def _bias_case(rows, cols):
+def _bias_case(rows, cols, act="relu"):
     def setup(cp, rng):
+        from gpugrad import fused
         from gpugrad.backends import cuda
 
         z = [_rand(cp, rng, (rows, cols)) for _ in range(ROTATE)]
         b = _rand(cp, rng, cols)
-        _check(cuda.launchers.bias_act(cp, z[0], b), cp.maximum(z[0] + b, 0), "bias_act")
-        return lambda i: cuda.launchers.bias_act(cp, z[i % ROTATE], b)
+        ref = fused.bias_act.fwd(cp, z[0].astype(cp.float64), b.astype(cp.float64), activation=act)
+        _check(cuda.launchers.bias_act(cp, z[0], b, activation=act), ref, f"bias_act {act}")
+        return lambda i: cuda.launchers.bias_act(cp, z[i % ROTATE], b, activation=act)
+
+    return setup
+
+
+def _layernorm_case(nr, c, backward=False):
+    def setup(cp, rng):
+        from gpugrad import fused
+        from gpugrad.backends.cuda import layernorm
+
+        xs = [_rand(cp, rng, (nr, c)) for _ in range(ROTATE)]
+        w, b = _rand(cp, rng, c, scale=1.0), _rand(cp, rng, c, scale=1.0)
+        wide = [a.astype(cp.float64) for a in (xs[0], w, b)]
+        ref, stats = fused.layer_norm.fwd(cp, *wide)
+        out, got = layernorm.layer_norm(cp, xs[0], w, b)
+        _check(out, ref, "layernorm_fwd")
+        if not backward:
+            return lambda i: layernorm.layer_norm(cp, xs[i % ROTATE], w, b)
+        d = _rand(cp, rng, (nr, c), scale=1.0)
+        needs = (True, True, True)
+        refs = fused.layer_norm.bwd(cp, d.astype(cp.float64), stats["mean"], stats["rstd"], *wide,
+                                    1, 1e-5, needs)  # fmt: skip
+        grads = layernorm.layer_norm_backward(cp, d, got["mean"], got["rstd"], xs[0], w, b, 1,
+                                              1e-5, needs)  # fmt: skip
+        for name, g, r in zip(("dx", "dw", "db"), grads, refs, strict=True):
+            _check(g, r, f"layernorm_bwd {name}", rtol=1e-3, atol=1e-3)  # column sums over rows
+        saved = [layernorm.layer_norm(cp, x, w, b)[1] for x in xs]
+        return lambda i: layernorm.layer_norm_backward(
+            cp, d, saved[i % ROTATE]["mean"], saved[i % ROTATE]["rstd"], xs[i % ROTATE], w, b,
+            1, 1e-5, needs
+        )  # fmt: skip
 
     return setup
 
