@@ -60,6 +60,7 @@ def _cases(family, quick):
             out.append(("activations", f"{kernel}_fwd", 8 * n, 0, _x_act_case(name, attrs, n)))
             out.append(("activations", f"{kernel}_bwd", 12 * n, 0,
                         _x_act_case(name, attrs, n, backward=True)))  # fmt: skip
+        out.append(("activations", "erf_fwd", 8 * n, 0, _act_case("erf", n)))
     if family in ("bias_act", "all"):
         out.append(("bias_act", "bias_act_fwd relu", 8 * rows * cols, 0, _bias_case(rows, cols)))
         out.append(

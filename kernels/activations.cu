@@ -11,9 +11,10 @@
 //   gelu_fwd        out = x Phi(x) = x (1 + erf(x / sqrt 2)) / 2          (PyTorch's exact GELU)
 //   gelu_bwd        dx = dout (Phi(x) + x phi(x))                       (takes x: not monotonic)
 //   gelu_tanh_fwd   out = x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) / 2
-//   gelu_tanh_bwd   dx = dout * d/dx of the above
+//   gelu_tanh_bwd   dx = dout * d/dx of the above (both as x sigmoid(2u): common.cuh)
 //   silu_fwd        out = x sigmoid(x)
 //   silu_bwd        dx = dout s (1 + x (1 - s)), s = sigmoid(x)
+//   erf_fwd         out = erf(x)                      (the erf op; its backward is elementwise CuPy)
 //
 // Arguments: inputs, then the output, then scalars, then n (int64). Launch: 1-D, GG_BLOCK
 // threads, any grid (grid-stride loops). Memory bound: 8 (fwd) or 12 (bwd) bytes per float32
@@ -53,6 +54,9 @@ template <typename T> struct TanhBwd {
   __device__ T operator()(T dout, T out) const { return dout * (T(1) - out * out); }
 };
 
+template <typename T> struct ErfFwd {
+  __device__ T operator()(T x) const { return gg_erf(x); }
+};
 template <typename T> struct GeluFwd {
   __device__ T operator()(T x) const { return gg_gelu(x); }
 };
@@ -150,6 +154,7 @@ __device__ void map2(const T* __restrict__ a, const T* __restrict__ b, T* __rest
   GG_KERNEL gelu_tanh_bwd_##sfx(const T* dout, const T* x, T* dx, i64 n) {                  \
     map2(dout, x, dx, n, GeluTanhBwd<T>());                                                 \
   }                                                                                         \
+  GG_KERNEL erf_fwd_##sfx(const T* x, T* out, i64 n) { map1(x, out, n, ErfFwd<T>()); }      \
   GG_KERNEL silu_fwd_##sfx(const T* x, T* out, i64 n) { map1(x, out, n, SiluFwd<T>()); }    \
   GG_KERNEL silu_bwd_##sfx(const T* dout, const T* x, T* dx, i64 n) {                       \
     map2(dout, x, dx, n, SiluBwd<T>());                                                     \

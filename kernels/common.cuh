@@ -73,14 +73,20 @@ template <typename T> __device__ __forceinline__ T gg_gelu_grad(T x) {
   return T(0.5) + T(0.5) * gg_erf(x * T(GG_SQRT_HALF)) +
          x * T(GG_INV_SQRT_2PI) * gg_exp(T(-0.5) * x * x);
 }
+// The tanh GELU as x s with s = sigmoid(2u) = (1 + tanh u) / 2, u = k (x + c x^3): the same
+// function, but its derivative s + 2 x s (1 - s) u' keeps in float32 the small values that
+// 1 - tanh(u)^2 rounds to 0 (both s and 1 - s come from one exp, without cancellation).
 template <typename T> __device__ __forceinline__ T gg_gelu_tanh(T x) {
-  return T(0.5) * x * (T(1) + gg_tanh(T(GG_TANH_SCALE) * (x + T(GG_TANH_CUBIC) * x * x * x)));
+  return x * gg_sigmoid(T(2 * GG_TANH_SCALE) * (x + T(GG_TANH_CUBIC) * x * x * x));
 }
 template <typename T> __device__ __forceinline__ T gg_gelu_tanh_grad(T x) {
   T x2 = x * x;
-  T t = gg_tanh(T(GG_TANH_SCALE) * (x + T(GG_TANH_CUBIC) * x2 * x));
-  return T(0.5) * (T(1) + t) +
-         T(0.5 * GG_TANH_SCALE) * x * (T(1) - t * t) * (T(1) + T(3 * GG_TANH_CUBIC) * x2);
+  T u2 = T(2 * GG_TANH_SCALE) * (x + T(GG_TANH_CUBIC) * x2 * x);
+  T e = gg_exp(u2 >= T(0) ? -u2 : u2);
+  T r = T(1) / (T(1) + e);
+  T s = u2 >= T(0) ? r : e * r;      // sigmoid(2u)
+  T sbar = u2 >= T(0) ? e * r : r;   // 1 - sigmoid(2u)
+  return s + T(2 * GG_TANH_SCALE) * x * s * sbar * (T(1) + T(3 * GG_TANH_CUBIC) * x2);
 }
 template <typename T> __device__ __forceinline__ T gg_silu(T x) { return x * gg_sigmoid(x); }
 template <typename T> __device__ __forceinline__ T gg_silu_grad(T x) {

@@ -99,6 +99,12 @@ def tanh_backward(xp, dout, out):
     return (_map2("tanh_bwd", dout, out),) if kernel_takes(dout, out) else NotImplemented
 
 
+@ops.erf.fast("cuda", kernels=("erf_fwd",))
+def erf(xp, x):
+    # CUDA's erf; the reference's cupyx.scipy.special.erf then serves float16 alone
+    return _map1("erf_fwd", x) if kernel_takes(x) else NotImplemented
+
+
 _GELU = {"none": "gelu", "tanh": "gelu_tanh"}  # approximate= -> kernel base name
 
 

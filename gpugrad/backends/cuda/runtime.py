@@ -53,6 +53,7 @@ KERNELS: dict[str, tuple[str, ...]] = {
         "gelu_tanh_bwd",
         "silu_fwd",
         "silu_bwd",
+        "erf_fwd",
     ),
     "bias_act.cu": ("bias_act_fwd", "bias_act_bwd"),
     "softmax_xent.cu": tuple(
