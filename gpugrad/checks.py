@@ -15,6 +15,7 @@ from . import activations
 from . import functional as F
 from .creation import concatenate, maximum, minimum, stack, where
 from .crosscheck import CrossCheckError, crosscheck
+from .dispatch import OPS
 from .fused import bias_act
 from .tensor import Tensor
 
@@ -82,6 +83,20 @@ def cases():
          [_x(8, 3), Tensor(_rng.uniform(0, 1, (8, 3)))]),
         ("mse_loss", lambda a, b: F.mse_loss(a, b), [_x(16, 3), _x(16, 3)]),
         ("multi_margin_loss", F.multi_margin_loss, [_x(8, 6), _labels(8, 6)]),
+        ("gelu/silu/erf", lambda a: (F.gelu(a) + F.gelu(a, "tanh") + F.silu(a)
+                                     + OPS["erf"](a)).sum(), [_x(64, 33)]),
+        ("layer_norm", lambda a, w, b: (F.layer_norm(a, 33, w, b) ** 2).sum(),
+         [_x(16, 33), _x(33), _x(33)]),
+        ("layer_norm wide", lambda a, w, b: (F.layer_norm(a, 1500, w, b) ** 2).sum(),
+         [_x(4, 1500), _x(1500), _x(1500)]),
+        ("batch_norm", lambda a, w, b: (F.batch_norm(a, None, None, w, b, True) ** 2).sum(),
+         [_x(16, 5, 3), _x(5), _x(5)]),
+        ("embedding", lambda w, ids: (F.embedding(ids, w) ** 2).sum(), [_x(7, 4), _labels(12, 7)]),
+        ("cross_entropy weight+smoothing", lambda a, t, w: F.cross_entropy(
+            a, t, weight=w, label_smoothing=0.1), [_x(16, 10), _labels(16, 10),
+                                                   Tensor(_rng.uniform(0.5, 2, 10))]),
+        ("nll/l1/huber", lambda a, t, b: F.nll_loss(F.log_softmax(a), t) + F.l1_loss(a, b)
+         + F.huber_loss(a, b, delta=0.5), [_x(8, 6), _labels(8, 6), _x(8, 6)]),
     ]  # fmt: skip
     for act in activations.NAMES:
         out.append((f"bias_act {act}", lambda z, b, a=act: bias_act(z, b, activation=a).sum(),
@@ -97,8 +112,8 @@ def run(devices=("cpu", "cuda"), dtype=np.float32, rtol=1e-3, atol=1e-4, out=pri
     out(f"crosscheck: {devices[1]} {np.dtype(dtype)} against {devices[0]} float64 reference")
     out(
         f"(a value agrees when |checked - reference| <= {atol} + {rtol} * |reference|; the "
-        "errors are the largest over every value, so a relative error above rtol is fine "
-        "where the reference is near 0)"
+        "errors are the largest over every value; the relative one counts values whose "
+        f"reference is above {atol} in size)"
     )
     out("| case | ops | max abs err | max rel err | result | ms |")
     out("|---|---|---|---|---|---|")

@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import ops
+from . import ops, state
 from .dispatch import apply
 from .tensor import Tensor, float32, tensor
 
-_rng = np.random.default_rng()
-
 
 def manual_seed(seed: int) -> None:
-    """Seed gpugrad's random factories (randn, rand, and layers' initialisation)."""
-    global _rng
-    _rng = np.random.default_rng(seed)
+    """Seed gpugrad's random factories (randn, rand, layers' initialisation, dropout)."""
+    state.random.generator = np.random.default_rng(seed)
 
 
 def default_rng() -> np.random.Generator:
-    return _rng
+    return state.random.generator
 
 
 def _shape(shape):
@@ -60,17 +57,17 @@ def eye(n: int, dtype=float32, device="cpu") -> Tensor:
 
 def randn(*shape, dtype=float32, device="cpu", requires_grad=False) -> Tensor:
     """Standard normal samples from gpugrad's generator (seed it with gg.manual_seed)."""
-    return _make(_rng.standard_normal(_shape(shape)).astype(dtype), device, requires_grad)
+    return _make(default_rng().standard_normal(_shape(shape)).astype(dtype), device, requires_grad)
 
 
 def rand(*shape, dtype=float32, device="cpu", requires_grad=False) -> Tensor:
     """Uniform samples in [0, 1)."""
-    return _make(_rng.random(_shape(shape)).astype(dtype), device, requires_grad)
+    return _make(default_rng().random(_shape(shape)).astype(dtype), device, requires_grad)
 
 
 def randint(low: int, high: int, shape, device="cpu") -> Tensor:
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
-    return tensor(_rng.integers(low, high, shape, dtype=np.int64), device=device)
+    return tensor(default_rng().integers(low, high, shape, dtype=np.int64), device=device)
 
 
 # ----------------------------------------------------------------------------- free functions

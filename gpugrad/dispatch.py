@@ -1,7 +1,7 @@
 """Op entries, the implementations each one has per device, and the function that applies them.
 
 An op is a forward function written against the array module ``xp`` plus a backward function,
-declared together in ``ops.py`` or ``fused.py``::
+declared together in ``ops/`` or ``fused/``::
 
     @op("relu", saves=("out",), owns=True)
     def relu(xp, x):
@@ -88,6 +88,7 @@ class Op:
         needed_by=None,
         owns=False,
         composed=None,
+        save_if=None,
     ):
         if name in OPS:
             raise ValueError(f"op {name!r} is defined twice")
@@ -135,7 +136,8 @@ class Op:
                 # version-checked (x * 5 keeps nothing of x)
                 user = (needed_by or {}).get(s)
                 user = None if user is None else inputs.index(user)
-                self._getters.append(("input", (inputs.index(s), user)))
+                when = (save_if or {}).get(s)
+                self._getters.append(("input", (inputs.index(s), user, when)))
             elif s.endswith("_shape") and s[:-6] in inputs:
                 self._getters.append(("shape", inputs.index(s[:-6])))
             elif s in attrs:
@@ -279,10 +281,20 @@ def format_what_runs_where() -> str:
     return "\n".join(lines)
 
 
-def op(name, saves=(), differentiable=None, view=False, needed_by=None, owns=False, composed=None):
+def op(
+    name,
+    saves=(),
+    differentiable=None,
+    view=False,
+    needed_by=None,
+    owns=False,
+    composed=None,
+    save_if=None,
+):
     """Declare an op from its forward function; attach the backward with ``@<op>.backward``.
 
-    ``needed_by={"x": "y"}`` says the saved input x serves only the gradient of input y.
+    ``needed_by={"x": "y"}`` says the saved input x serves only the gradient of input y;
+    ``save_if={"x": predicate}`` that it is saved only when ``predicate(attrs)`` holds.
     ``composed(xp, *inputs, **attrs)`` is the op written with other ops (for gradients of
     gradients through fused ops; ``graph.py``).
     """
@@ -297,6 +309,7 @@ def op(name, saves=(), differentiable=None, view=False, needed_by=None, owns=Fal
             needed_by=needed_by,
             owns=owns,
             composed=composed,
+            save_if=save_if,
         )
 
     return wrap
@@ -420,8 +433,10 @@ def _record(op, inputs, arrays, attrs, out, extras, result, xp):
             saved.append(out)
             versions.append((result._version, result._version[0], "out"))
         elif kind == "input":
-            key, user = key
-            if user is not None and parents[user] is None:
+            key, user, when = key
+            if (user is not None and parents[user] is None) or (
+                when is not None and not when({**op._attr_defaults, **attrs})
+            ):
                 saved.append(None)
                 continue
             t = inputs[key]

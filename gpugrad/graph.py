@@ -103,6 +103,9 @@ class TensorNamespace:
     def abs(self, a):
         return ops.abs(self._t(a))
 
+    def erf(self, a):
+        return ops.erf(self._t(a))
+
     def matmul(self, a, b):
         return ops.matmul(self._t(a), self._t(b))
 

@@ -7,6 +7,8 @@ cycle. The public faces of these flags live elsewhere (``gg.config``, ``gg.no_gr
 
 from __future__ import annotations
 
+import numpy as np
+
 
 class config:
     """Global switches. ``kernels``: use the device fast paths (Numba/CUDA) where they exist.
@@ -40,6 +42,13 @@ class anomaly:
     """Whether anomaly mode (``gg.detect_anomaly``) checks every value for NaN/Inf."""
 
     enabled = False
+
+
+class random:
+    """gpugrad's generator (``gg.manual_seed`` replaces it): parameter initialisation, the
+    random factories and dropout masks all draw from it."""
+
+    generator = np.random.default_rng()
 
 
 # Callables hook(op, out) run after every forward (gg.crosscheck records values through it).

@@ -8,13 +8,21 @@
 //   sigmoid_bwd     dx = dout * out * (1 - out)
 //   tanh_fwd        out = tanh(x)
 //   tanh_bwd        dx = dout * (1 - out^2)
+//   gelu_fwd        out = x Phi(x) = x (1 + erf(x / sqrt 2)) / 2          (PyTorch's exact GELU)
+//   gelu_bwd        dx = dout (Phi(x) + x phi(x))                       (takes x: not monotonic)
+//   gelu_tanh_fwd   out = x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) / 2
+//   gelu_tanh_bwd   dx = dout * d/dx of the above (both as x sigmoid(2u): common.cuh)
+//   silu_fwd        out = x sigmoid(x)
+//   silu_bwd        dx = dout s (1 + x (1 - s)), s = sigmoid(x)
+//   erf_fwd         out = erf(x)                      (the erf op; its backward is elementwise CuPy)
 //
 // Arguments: inputs, then the output, then scalars, then n (int64). Launch: 1-D, GG_BLOCK
 // threads, any grid (grid-stride loops). Memory bound: 8 (fwd) or 12 (bwd) bytes per float32
 // element, so the target is the card's copy bandwidth; each thread moves 16 bytes per load
 // (float4 / double2) when all pointers are 16-byte aligned, then a scalar loop does the tail.
 //
-// Reference: the forwards and backwards of relu, leaky_relu, sigmoid, tanh in gpugrad/ops.py.
+// Reference: the forwards and backwards of relu, leaky_relu, sigmoid, tanh, gelu (both modes)
+// and silu in gpugrad/ops/elementwise.py (GELU and SiLU: gpugrad/activations.py).
 // Check: pytest -m gpu tests/test_cuda.py -k activation
 // Time:  python bench/gpu_bench.py --family activations
 #include "common.cuh"
@@ -44,6 +52,28 @@ template <typename T> struct TanhFwd {
 };
 template <typename T> struct TanhBwd {
   __device__ T operator()(T dout, T out) const { return dout * (T(1) - out * out); }
+};
+
+template <typename T> struct ErfFwd {
+  __device__ T operator()(T x) const { return gg_erf(x); }
+};
+template <typename T> struct GeluFwd {
+  __device__ T operator()(T x) const { return gg_gelu(x); }
+};
+template <typename T> struct GeluBwd {
+  __device__ T operator()(T dout, T x) const { return dout * gg_gelu_grad(x); }
+};
+template <typename T> struct GeluTanhFwd {
+  __device__ T operator()(T x) const { return gg_gelu_tanh(x); }
+};
+template <typename T> struct GeluTanhBwd {
+  __device__ T operator()(T dout, T x) const { return dout * gg_gelu_tanh_grad(x); }
+};
+template <typename T> struct SiluFwd {
+  __device__ T operator()(T x) const { return gg_silu(x); }
+};
+template <typename T> struct SiluBwd {
+  __device__ T operator()(T dout, T x) const { return dout * gg_silu_grad(x); }
 };
 
 // out[i] = f(x[i])
@@ -113,6 +143,21 @@ __device__ void map2(const T* __restrict__ a, const T* __restrict__ b, T* __rest
   GG_KERNEL tanh_fwd_##sfx(const T* x, T* out, i64 n) { map1(x, out, n, TanhFwd<T>()); }    \
   GG_KERNEL tanh_bwd_##sfx(const T* dout, const T* out, T* dx, i64 n) {                     \
     map2(dout, out, dx, n, TanhBwd<T>());                                                   \
+  }                                                                                         \
+  GG_KERNEL gelu_fwd_##sfx(const T* x, T* out, i64 n) { map1(x, out, n, GeluFwd<T>()); }    \
+  GG_KERNEL gelu_bwd_##sfx(const T* dout, const T* x, T* dx, i64 n) {                       \
+    map2(dout, x, dx, n, GeluBwd<T>());                                                     \
+  }                                                                                         \
+  GG_KERNEL gelu_tanh_fwd_##sfx(const T* x, T* out, i64 n) {                                \
+    map1(x, out, n, GeluTanhFwd<T>());                                                      \
+  }                                                                                         \
+  GG_KERNEL gelu_tanh_bwd_##sfx(const T* dout, const T* x, T* dx, i64 n) {                  \
+    map2(dout, x, dx, n, GeluTanhBwd<T>());                                                 \
+  }                                                                                         \
+  GG_KERNEL erf_fwd_##sfx(const T* x, T* out, i64 n) { map1(x, out, n, ErfFwd<T>()); }      \
+  GG_KERNEL silu_fwd_##sfx(const T* x, T* out, i64 n) { map1(x, out, n, SiluFwd<T>()); }    \
+  GG_KERNEL silu_bwd_##sfx(const T* dout, const T* x, T* dx, i64 n) {                       \
+    map2(dout, x, dx, n, SiluBwd<T>());                                                     \
   }
 
 ACTIVATION_WRAPPERS(float, f32)

@@ -45,15 +45,53 @@ __device__ __forceinline__ float gg_tanh(float x) { return tanhf(x); }
 __device__ __forceinline__ double gg_tanh(double x) { return tanh(x); }
 __device__ __forceinline__ float gg_sqrt(float x) { return sqrtf(x); }
 __device__ __forceinline__ double gg_sqrt(double x) { return sqrt(x); }
+__device__ __forceinline__ float gg_rsqrt(float x) { return rsqrtf(x); }
+__device__ __forceinline__ double gg_rsqrt(double x) { return rsqrt(x); }
+__device__ __forceinline__ float gg_erf(float x) { return erff(x); }
+__device__ __forceinline__ double gg_erf(double x) { return erf(x); }
 template <typename T> __device__ __forceinline__ T gg_neg_inf() { return -__int_as_float(0x7f800000); }
 template <> __device__ __forceinline__ double gg_neg_inf<double>() {
   return -__longlong_as_double(0x7ff0000000000000ll);
 }
 
-// Sign-split sigmoid: exp(-|x|) never overflows, so sigmoid(+-1e4) is exactly 1 or 0.
+// Sign-split sigmoid: exp(-|x|) never overflows, so sigmoid(+-1e4) is exactly 1 or 0. One
+// division, not one per branch: an IEEE division has a slow-path call, and two of them in an
+// unrolled vector loop (silu_bwd) made ptxas spill.
 template <typename T> __device__ __forceinline__ T gg_sigmoid(T x) {
   T e = gg_exp(x >= T(0) ? -x : x);
-  return x >= T(0) ? T(1) / (T(1) + e) : e / (T(1) + e);
+  T r = T(1) / (T(1) + e);
+  return x >= T(0) ? r : e * r;
+}
+
+// GELU (exact: x Phi(x); and its tanh approximation) and SiLU (x sigmoid(x)), with their
+// derivatives in terms of the input: the formulas of gpugrad/activations.py, whose constants
+// arrive as GG_SQRT_HALF, GG_INV_SQRT_2PI, GG_TANH_SCALE, GG_TANH_CUBIC.
+template <typename T> __device__ __forceinline__ T gg_gelu(T x) {
+  return x * (T(0.5) + T(0.5) * gg_erf(x * T(GG_SQRT_HALF)));
+}
+template <typename T> __device__ __forceinline__ T gg_gelu_grad(T x) {
+  return T(0.5) + T(0.5) * gg_erf(x * T(GG_SQRT_HALF)) +
+         x * T(GG_INV_SQRT_2PI) * gg_exp(T(-0.5) * x * x);
+}
+// The tanh GELU as x s with s = sigmoid(2u) = (1 + tanh u) / 2, u = k (x + c x^3): the same
+// function, but its derivative s + 2 x s (1 - s) u' keeps in float32 the small values that
+// 1 - tanh(u)^2 rounds to 0 (both s and 1 - s come from one exp, without cancellation).
+template <typename T> __device__ __forceinline__ T gg_gelu_tanh(T x) {
+  return x * gg_sigmoid(T(2 * GG_TANH_SCALE) * (x + T(GG_TANH_CUBIC) * x * x * x));
+}
+template <typename T> __device__ __forceinline__ T gg_gelu_tanh_grad(T x) {
+  T x2 = x * x;
+  T u2 = T(2 * GG_TANH_SCALE) * (x + T(GG_TANH_CUBIC) * x2 * x);
+  T e = gg_exp(u2 >= T(0) ? -u2 : u2);
+  T r = T(1) / (T(1) + e);
+  T s = u2 >= T(0) ? r : e * r;      // sigmoid(2u)
+  T sbar = u2 >= T(0) ? e * r : r;   // 1 - sigmoid(2u)
+  return s + T(2 * GG_TANH_SCALE) * x * s * sbar * (T(1) + T(3 * GG_TANH_CUBIC) * x2);
+}
+template <typename T> __device__ __forceinline__ T gg_silu(T x) { return x * gg_sigmoid(x); }
+template <typename T> __device__ __forceinline__ T gg_silu_grad(T x) {
+  T s = gg_sigmoid(x);
+  return s * (T(1) + x * (T(1) - s));
 }
 
 // ---------------------------------------------------------------------------- reductions
@@ -151,6 +189,32 @@ template <typename T> __device__ MaxSum<T> gg_block_maxsum(MaxSum<T> a, MaxSum<T
   __syncthreads();
   return a;
 }
+
+// Row kernels hand a row to a "group" of threads: a warp (narrow rows, several rows per block,
+// no block-wide barrier), or the whole block (wide rows). Rows are grid-strided.
+struct WarpGroup {
+  __device__ static int rank() { return threadIdx.x & 31; }
+  __device__ static int size() { return 32; }
+  __device__ static i64 first_row() { return gg_tid() >> 5; }
+  __device__ static i64 row_stride() { return gg_stride() >> 5; }
+  template <typename T> __device__ static T sum(T v, T*) { return gg_warp_sum(v); }
+  template <typename T> __device__ static MaxSum<T> maxsum(MaxSum<T> a, MaxSum<T>*) {
+    return gg_warp_maxsum(a);
+  }
+};
+
+struct BlockGroup {
+  __device__ static int rank() { return threadIdx.x; }
+  __device__ static int size() { return blockDim.x; }
+  __device__ static i64 first_row() { return blockIdx.x; }
+  __device__ static i64 row_stride() { return gridDim.x; }
+  template <typename T> __device__ static T sum(T v, T* scratch) {
+    return gg_block_sum(v, scratch);
+  }
+  template <typename T> __device__ static MaxSum<T> maxsum(MaxSum<T> a, MaxSum<T>* scratch) {
+    return gg_block_maxsum(a, scratch);
+  }
+};
 
 // Every 1-D kernel is launched with GG_BLOCK threads; the bound lets ptxas budget registers
 // for exactly that. Each file instantiates its templates once per dtype with a macro

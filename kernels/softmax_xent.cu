@@ -23,30 +23,7 @@
 // Time:  python bench/gpu_bench.py --family softmax_xent
 #include "common.cuh"
 
-// A row is handled by a "group" of threads: a warp, or the whole block.
-struct WarpGroup {
-  __device__ static int rank() { return threadIdx.x & 31; }
-  __device__ static int size() { return 32; }
-  __device__ static i64 first_row() { return gg_tid() >> 5; }
-  __device__ static i64 row_stride() { return gg_stride() >> 5; }
-  template <typename T> __device__ static T sum(T v, T*) { return gg_warp_sum(v); }
-  template <typename T> __device__ static MaxSum<T> maxsum(MaxSum<T> a, MaxSum<T>*) {
-    return gg_warp_maxsum(a);
-  }
-};
-
-struct BlockGroup {
-  __device__ static int rank() { return threadIdx.x; }
-  __device__ static int size() { return blockDim.x; }
-  __device__ static i64 first_row() { return blockIdx.x; }
-  __device__ static i64 row_stride() { return gridDim.x; }
-  template <typename T> __device__ static T sum(T v, T* scratch) {
-    return gg_block_sum(v, scratch);
-  }
-  template <typename T> __device__ static MaxSum<T> maxsum(MaxSum<T> a, MaxSum<T>* scratch) {
-    return gg_block_maxsum(a, scratch);
-  }
-};
+// A row is handled by a "group" of threads: WarpGroup or BlockGroup (common.cuh).
 
 template <typename T, typename G>
 __device__ __forceinline__ MaxSum<T> row_maxsum(const T* __restrict__ row, i64 c,

@@ -18,6 +18,7 @@ entry here.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -100,6 +101,22 @@ def _labels(rng, shape, shapes):
 
 def _mask(rng, shape, shapes):
     return rng.random(shape) > 0.5
+
+
+def _np_erf(x):
+    return np.asarray(np.frompyfunc(math.erf, 1, 1)(x), dtype=x.dtype)
+
+
+def _np_gelu(x):
+    return x * 0.5 * (1 + _np_erf(x / np.sqrt(2.0)))
+
+
+def _np_gelu_tanh(x):
+    return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
+
+
+def _np_silu(x):
+    return x / (1 + np.exp(-x))
 
 
 def _np_softmax(x, axis=-1):
@@ -387,6 +404,9 @@ def _np_bias_act(activation):
         "leaky_relu": lambda y: np.where(y > 0, y, 0.1 * y),
         "tanh": np.tanh,
         "sigmoid": lambda y: 1 / (1 + np.exp(-y)),
+        "gelu": _np_gelu,
+        "gelu_tanh": _np_gelu_tanh,
+        "silu": _np_silu,
         "identity": lambda y: y,
     }
     return lambda z, b: acts[activation](z + b)
@@ -405,7 +425,221 @@ OP_INFOS += [
         (away_from_zero, _small),
         note=act,
     )
-    for act in ("relu", "leaky_relu", "tanh", "sigmoid", "identity")
+    for act in ("relu", "leaky_relu", "tanh", "sigmoid", "gelu", "gelu_tanh", "silu", "identity")
+]
+
+
+# ----------------------------------------------------------------------------- layers and losses
+# GELU, SiLU, erf, LayerNorm, BatchNorm, embedding, and the losses with class weights, label
+# smoothing, pos_weight, L1 and Huber. References are written from PyTorch's definitions.
+
+
+def _np_layer_norm(x, w=None, b=None, k=1, eps=1e-5):
+    axes = tuple(range(x.ndim - k, x.ndim))
+    xc = x - x.mean(axis=axes, keepdims=True)
+    y = xc / np.sqrt((xc * xc).mean(axis=axes, keepdims=True) + eps)
+    return y if w is None else y * w + b
+
+
+def _np_batch_norm(x, w, b, eps=1e-5):
+    axes = (0, *range(2, x.ndim))
+    shape = (-1,) + (1,) * (x.ndim - 2)
+    xc = x - x.mean(axis=axes, keepdims=True)
+    y = xc / np.sqrt((xc * xc).mean(axis=axes, keepdims=True) + eps)
+    return y * w.reshape(shape) + b.reshape(shape)
+
+
+_CLASS_WEIGHTS = np.array([0.5, 1.0, 2.0, 1.5, 0.7])  # five classes
+_POS_WEIGHT = np.array([3.0, 0.5, 1.0])
+
+
+def _const(array, like):
+    """A fixed array as a constant tensor of ``like``'s dtype and device."""
+    return gg.tensor(np.asarray(array, like.dtype), device=like.device)
+
+
+def _labels_some_ignored(rng, shape, shapes):
+    labels = _labels(rng, shape, shapes)
+    labels[::3] = -100  # rows 0, 3, ...: ignore_index
+    return labels
+
+
+def _np_nll_rows(logp, t, weight, ignore_index=-100):
+    """(per-row weighted losses, the per-row target weights) of PyTorch's nll_loss."""
+    valid = t != ignore_index
+    safe = np.where(valid, t, 0)
+    w = np.ones(logp.shape[1]) if weight is None else weight
+    wt = np.where(valid, w[safe], 0.0)
+    return -wt * logp[np.arange(len(t)), safe], wt
+
+
+def _np_ce_full(x, t, weight=None, label_smoothing=0.0, ignore_index=-100):
+    """PyTorch's cross_entropy, mean reduction, from its definition."""
+    logp = _np_log_softmax(x, 1)
+    nll, wt = _np_nll_rows(logp, t, weight, ignore_index)
+    w = np.ones(x.shape[1]) if weight is None else weight
+    smooth = np.where(t != ignore_index, -(logp * w).sum(axis=1), 0.0)
+    c = x.shape[1]
+    return ((1 - label_smoothing) * nll.sum() + label_smoothing / c * smooth.sum()) / wt.sum()
+
+
+def _np_nll(logp, t, weight=None):
+    nll, wt = _np_nll_rows(logp, t, weight)
+    return nll.sum() / wt.sum()
+
+
+def _np_bce_logits_weighted(s, t, weight, pos_weight):
+    softplus_neg = np.log1p(np.exp(-np.abs(s))) + np.maximum(-s, 0)
+    return (weight * ((1 - t) * s + (1 + (pos_weight - 1) * t) * softplus_neg)).mean()
+
+
+def _np_huber(y, t, delta=1.0, smooth_l1=False):
+    d = np.abs(y - t)
+    per = np.where(d < delta, 0.5 * d * d, delta * (d - 0.5 * delta))
+    return (per / delta if smooth_l1 else per).mean()
+
+
+def _np_margin_weighted(x, t, weight):
+    n, c = x.shape
+    gaps = 1 - x[np.arange(n), t][:, None] + x
+    gaps[np.arange(n), t] = 0
+    return (np.maximum(gaps, 0).sum(1) / c * weight[t]).mean()
+
+
+_EMBED_INDEX = np.array([[0, 2, 0], [3, 2, 1]])  # rows 0 and 2 twice: the gradients add
+
+
+def _embed(w):
+    return F.embedding(gg.tensor(_EMBED_INDEX, device=w.device), w)
+
+
+OP_INFOS += [
+    OpInfo("erf", lambda x: gg.OPS["erf"](x), _np_erf, ELEMENTWISE_SHAPES),
+    OpInfo("gelu", F.gelu, _np_gelu, ELEMENTWISE_SHAPES, note="exact"),
+    OpInfo(
+        "gelu",
+        lambda x: F.gelu(x, approximate="tanh"),
+        _np_gelu_tanh,
+        ELEMENTWISE_SHAPES,
+        note="tanh",
+    ),
+    OpInfo("silu", F.silu, _np_silu, ELEMENTWISE_SHAPES),
+    OpInfo(
+        "layer_norm",
+        lambda x, w, b: F.layer_norm(x, w.shape, w, b),
+        lambda x, w, b: _np_layer_norm(x, w, b, k=w.ndim),
+        [
+            [(4, 5), (5,), (5,)],
+            [(2, 3, 4), (3, 4), (3, 4)],
+            [(6,), (6,), (6,)],
+            [(3, 1), (1,), (1,)],
+            [(0, 3), (3,), (3,)],
+        ],
+    ),
+    OpInfo(
+        "layer_norm",
+        lambda x: F.layer_norm(x, x.shape[-1:]),
+        _np_layer_norm,
+        [[(4, 5)], [(2, 3, 7)]],
+        note="no affine",
+    ),
+    OpInfo(
+        "batch_norm",
+        lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True),
+        _np_batch_norm,
+        [[(4, 3), (3,), (3,)], [(2, 3, 5), (3,), (3,)], [(5, 1), (1,), (1,)]],
+    ),
+    OpInfo(
+        "batch_norm",
+        lambda x, w, b: F.batch_norm(
+            x, _const(np.zeros(3), x), _const(np.ones(3), x), w, b, training=True
+        ),
+        _np_batch_norm,
+        [[(4, 3), (3,), (3,)]],
+        note="updating running statistics",
+    ),
+    OpInfo(
+        "embedding",
+        _embed,
+        lambda w: w[_EMBED_INDEX],
+        [[(4, 3)], [(5, 1)], [(4, 0)]],
+        note="repeated indices",
+    ),
+    OpInfo(
+        "nll_loss",
+        F.nll_loss,
+        _np_nll,
+        [[(4, 5), (4,)], [(1, 3), (1,)], [(6, 2), (6,)]],
+        nondiff=(1,),
+        int_inputs={1: _labels},
+    ),
+    OpInfo(
+        "nll_loss",
+        lambda x, t: F.nll_loss(x, t, weight=_const(_CLASS_WEIGHTS, x)),
+        lambda x, t: _np_nll(x, t, _CLASS_WEIGHTS),
+        [[(4, 5), (4,)], [(7, 5), (7,)]],
+        nondiff=(1,),
+        int_inputs={1: _labels_some_ignored},
+        note="weight, ignore_index",
+    ),
+    OpInfo(
+        "cross_entropy",
+        lambda x, t: F.cross_entropy(x, t, weight=_const(_CLASS_WEIGHTS, x), label_smoothing=0.1),
+        lambda x, t: _np_ce_full(x, t, _CLASS_WEIGHTS, 0.1),
+        [[(4, 5), (4,)], [(7, 5), (7,)]],
+        nondiff=(1,),
+        int_inputs={1: _labels_some_ignored},
+        note="weight, label_smoothing, ignore_index",
+    ),
+    OpInfo(
+        "cross_entropy",
+        lambda x, t: F.cross_entropy(x, t, label_smoothing=0.2),
+        lambda x, t: _np_ce_full(x, t, None, 0.2),
+        [[(4, 5), (4,)], [(3, 2), (3,)]],
+        nondiff=(1,),
+        int_inputs={1: _labels},
+        note="label_smoothing",
+    ),
+    OpInfo(
+        "binary_cross_entropy_with_logits",
+        lambda s, t: F.binary_cross_entropy_with_logits(
+            s, t, weight=_const([0.5, 2.0, 1.0], s), pos_weight=_const(_POS_WEIGHT, s)
+        ),
+        lambda s, t: _np_bce_logits_weighted(s, t, np.array([0.5, 2.0, 1.0]), _POS_WEIGHT),
+        [[(4, 3), (4, 3)], [(3,), (3,)]],
+        (normal, probabilities),
+        note="weight, pos_weight",
+    ),
+    OpInfo(
+        "l1_loss",
+        F.l1_loss,
+        lambda y, t: np.abs(y - t).mean(),
+        [[(4, 3), (4, 3)], [(5,), (5,)], [(), ()]],
+        (away_from_zero, _small),  # |y - t| >= 0.1: off the kink at y == t
+    ),
+    OpInfo(
+        "huber_loss",
+        F.huber_loss,
+        _np_huber,
+        [[(4, 3), (4, 3)], [(5,), (5,)], [(), ()]],
+    ),
+    OpInfo(
+        "huber_loss",
+        lambda y, t: F.smooth_l1_loss(y, t, beta=0.5),
+        lambda y, t: _np_huber(y, t, 0.5, smooth_l1=True),
+        [[(4, 3), (4, 3)], [(5,), (5,)]],
+        note="smooth_l1 beta=0.5",
+    ),
+    OpInfo(
+        "multi_margin_loss",
+        lambda x, t: F.multi_margin_loss(x, t, weight=_const(_CLASS_WEIGHTS, x)),
+        lambda x, t: _np_margin_weighted(x, t, _CLASS_WEIGHTS),
+        [[(4, 5), (4,)]],
+        (lambda rng, s: distinct(rng, s) * 3.7,),
+        nondiff=(1,),
+        int_inputs={1: _labels},
+        note="weight",
+    ),
 ]
 
 # Ops that need something a single CPU cannot give; their tests live elsewhere.
@@ -476,8 +710,66 @@ _ACTS = {
     "leaky_relu": lambda y: y.leaky_relu(0.1),
     "tanh": lambda y: y.tanh(),
     "sigmoid": lambda y: y.sigmoid(),
+    "gelu": lambda y: F.gelu(y),
+    "gelu_tanh": lambda y: F.gelu(y, approximate="tanh"),
+    "silu": lambda y: F.silu(y),
     "identity": lambda y: y,
 }
+
+
+def _normalized(x, axes, eps=1e-5):
+    xc = x - x.mean(axis=axes, keepdims=True)
+    return xc / ((xc * xc).mean(axis=axes, keepdims=True) + eps).sqrt()
+
+
+def layer_norm_composed(x, w=None, b=None):
+    y = _normalized(x, tuple(range(x.ndim - (1 if w is None else w.ndim), x.ndim)))
+    return y if w is None else y * w + b
+
+
+def batch_norm_composed(x, w, b):
+    shape = (-1,) + (1,) * (x.ndim - 2)
+    y = _normalized(x, (0, *range(2, x.ndim)))
+    return y * w.reshape(shape) + b.reshape(shape)
+
+
+def _picked(x, t):
+    labels = t.numpy()
+    valid = labels != -100
+    return x[np.arange(len(labels)), np.where(valid, labels, 0)], valid
+
+
+def cross_entropy_smoothed_composed(x, t, weight=None, label_smoothing=0.0):
+    """(1 - e) nll + e / C * sum_c w_c (-logp_c), over the summed target weights."""
+    logp = log_softmax_composed(x, 1)
+    picked, valid = _picked(logp, t)
+    w = np.ones(x.shape[1]) if weight is None else weight
+    wt = _const(np.where(valid, w[np.where(valid, t.numpy(), 0)], 0.0), x)
+    spread = -(logp * _const(w, x)).sum(axis=1)
+    per_row = (1 - label_smoothing) * -(wt * picked) + label_smoothing / x.shape[1] * gg.where(
+        valid, spread, 0.0
+    )
+    return per_row.sum() / float(wt.numpy().sum())
+
+
+def nll_composed(x, t, weight=None):
+    picked, valid = _picked(x, t)
+    w = np.ones(x.shape[1]) if weight is None else weight
+    wt = np.where(valid, w[np.where(valid, t.numpy(), 0)], 0.0)
+    return -(_const(wt, x) * picked).sum() / float(wt.sum())
+
+
+def bce_with_logits_weighted_composed(s, t):
+    w, pw = _const([0.5, 2.0, 1.0], s), _const(_POS_WEIGHT, s)
+    softplus_neg = (1 + (-s.abs()).exp()).log() + (-s).relu()
+    return (w * ((1 - t) * s + (1 + (pw - 1) * t) * softplus_neg)).mean()
+
+
+def huber_composed(y, t, delta=1.0, smooth_l1=False):
+    d = y - t
+    a = d.abs()
+    per = gg.where(a.numpy() < delta, 0.5 * d * d, delta * (a - 0.5 * delta))
+    return (per / delta if smooth_l1 else per).mean()
 
 
 def _entries(name, note=None):
@@ -490,7 +782,7 @@ _entries("softmax", "")[0].composed = softmax_composed
 _entries("softmax", "axis=0")[0].composed = lambda x: softmax_composed(x, axis=0)
 for _info in _entries("log_softmax"):
     _info.composed = log_softmax_composed
-for _info in _entries("cross_entropy"):
+for _info in _entries("cross_entropy", ""):
     _info.composed = cross_entropy_composed
 _entries("binary_cross_entropy_with_logits")[0].composed = bce_with_logits_composed
 _entries("binary_cross_entropy")[0].composed = bce_composed
@@ -498,6 +790,27 @@ _entries("mse_loss")[0].composed = mse_composed
 _entries("multi_margin_loss")[0].composed = multi_margin_composed
 for _info in _entries("bias_act"):
     _info.composed = (lambda act: lambda z, b: _ACTS[act](z + b))(_info.note)
+_entries("layer_norm", "")[0].composed = layer_norm_composed
+_entries("layer_norm", "no affine")[0].composed = layer_norm_composed
+_entries("batch_norm", "")[0].composed = batch_norm_composed
+_entries("nll_loss", "")[0].composed = nll_composed
+_entries("nll_loss", "weight, ignore_index")[0].composed = lambda x, t: nll_composed(
+    x, t, _CLASS_WEIGHTS
+)
+_entries("cross_entropy", "weight, label_smoothing, ignore_index")[0].composed = lambda x, t: (
+    cross_entropy_smoothed_composed(x, t, _CLASS_WEIGHTS, 0.1)
+)
+_entries("cross_entropy", "label_smoothing")[0].composed = lambda x, t: (
+    cross_entropy_smoothed_composed(x, t, None, 0.2)
+)
+_entries("binary_cross_entropy_with_logits", "weight, pos_weight")[
+    0
+].composed = bce_with_logits_weighted_composed
+_entries("l1_loss")[0].composed = lambda y, t: (y - t).abs().mean()
+_entries("huber_loss", "")[0].composed = huber_composed
+_entries("huber_loss", "smooth_l1 beta=0.5")[0].composed = lambda y, t: huber_composed(
+    y, t, 0.5, smooth_l1=True
+)
 
 # ----------------------------------------------------------------------------- kinks
 # Inputs exactly on a kink and the subgradient of out.sum() the project documents there
@@ -524,6 +837,10 @@ _entries("bias_act", "relu")[0].kink = (
 _entries("bias_act", "leaky_relu")[0].kink = (
     [_f([[-1.0, 0.0, 2.0]]), _f([0.0, 0.0, 0.0])],
     [_f([[0.1, 0.1, 1.0]]), _f([0.1, 0.1, 1.0])],
+)
+_entries("l1_loss")[0].kink = (
+    [_f([1.0, 2.0, -1.0]), _f([1.0, 0.0, 0.0])],
+    [_f([0.0, 1 / 3, -1 / 3]), _f([0.0, -1 / 3, 1 / 3])],
 )
 # the hinge of class 1 sits exactly at 0 (1 - 0 + (-1)): inactive, as torch's z > 0 test
 _entries("multi_margin_loss")[0].kink = (
@@ -556,6 +873,15 @@ _LARGE = {
     ("multi_margin_loss", ""): [[(64, 10), (64,)]],
     ("bias_act", "tanh"): [[(128, 64), (64,)]],
     ("bias_act", "relu"): [[(128, 64), (64,)]],
+    ("bias_act", "gelu"): [[(128, 64), (64,)]],
+    ("bias_act", "silu"): [[(128, 64), (64,)]],
+    ("gelu", "exact"): [[(100, 100)]],
+    ("gelu", "tanh"): [[(100, 100)]],
+    ("silu", ""): [[(100, 100)]],
+    ("layer_norm", ""): [[(64, 48), (48,), (48,)], [(8, 1500), (1500,), (1500,)]],
+    ("batch_norm", ""): [[(64, 48), (48,), (48,)]],
+    ("embedding", "repeated indices"): [[(40, 30)]],
+    ("nll_loss", ""): [[(64, 10), (64,)]],
     ("getitem", "integer array with repeats: the backward scatter-adds"): [[(50, 40)]],
 }
 for (_name, _note), _shapes in _LARGE.items():

@@ -84,6 +84,74 @@ def test_activation_kernels_match_the_reference(cp, cuda, name, shape, dtype):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name, attrs", [("gelu", "none"), ("gelu", "tanh"), ("silu", None)])
+@pytest.mark.parametrize("shape", SIZES)
+def test_gelu_and_silu_kernels_match_the_reference(cp, cuda, name, attrs, shape, dtype):
+    """gelu_fwd/bwd, gelu_tanh_fwd/bwd, silu_fwd/bwd: derivatives from the input x."""
+    rng = np.random.default_rng(0)
+    x = _data(rng, shape, dtype)
+    dout = _data(rng, shape, dtype, 1.0)
+    op = gg.OPS[name]
+    kw = {} if attrs is None else {"approximate": attrs}
+    extra = () if attrs is None else (attrs,)
+    ref = op.fwd(np, x.astype(np.float64), **kw)
+    out = getattr(cuda.launchers, name)(cp, cp.asarray(x), **kw)
+    _close(out, ref, dtype, f"{name} {attrs} forward")
+    (dref,) = op.bwd(np, dout.astype(np.float64), x.astype(np.float64), *extra)
+    (dx,) = getattr(cuda.launchers, f"{name}_backward")(cp, cp.asarray(dout), cp.asarray(x), *extra)
+    _close(dx, dref, dtype, f"{name} {attrs} backward")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "shape, k", [((1, 1), 1), ((37, 70), 1), ((5, 1024), 1), ((3, 1025), 1), ((4, 5000), 1),
+                 ((2, 3, 8), 2), ((300, 33), 1)]
+)  # fmt: skip
+def test_layer_norm_kernels_match_the_reference(cp, cuda, shape, k, dtype):
+    """Warp rows (<= 1024 wide) and block rows (wider); the weight and bias gradients come out
+    bitwise the same on a second run (no atomics)."""
+    rng = np.random.default_rng(7)
+    x = _data(rng, shape, dtype)
+    w = rng.uniform(0.5, 1.5, shape[-k:]).astype(dtype)
+    b = rng.standard_normal(shape[-k:]).astype(dtype)
+    dout = _data(rng, shape, dtype, 1.0)
+    op = gg.OPS["layer_norm"]
+    wide = [a.astype(np.float64) for a in (x, w, b)]
+    ref, stats = op.fwd(np, *wide, normalized_ndim=k, eps=1e-5)
+    from gpugrad.backends.cuda import layernorm
+
+    out, got = layernorm.layer_norm(cp, *(cp.asarray(a) for a in (x, w, b)), normalized_ndim=k)
+    _close(out, ref, dtype, "layer_norm forward")
+    _close(got["mean"], stats["mean"], dtype, "layer_norm mean")
+    _close(got["rstd"], stats["rstd"], dtype, "layer_norm rstd")
+    needs = (True, True, True)
+    grads_ref = op.bwd(np, dout.astype(np.float64), stats["mean"], stats["rstd"], *wide, k,
+                       1e-5, needs)  # fmt: skip
+    args = (cp.asarray(dout), got["mean"], got["rstd"], cp.asarray(x), cp.asarray(w),
+            cp.asarray(b), k, 1e-5, needs)  # fmt: skip
+    grads = layernorm.layer_norm_backward(cp, *args)
+    for name, g, r in zip(("dx", "dw", "db"), grads, grads_ref, strict=True):
+        _close(g, r, dtype, f"layer_norm {name}")
+    again = layernorm.layer_norm_backward(cp, *args)
+    for g, g2 in zip(grads[1:], again[1:], strict=True):
+        assert bool((g == g2).all()), "layer_norm weight/bias gradients differ between runs"
+
+
+@pytest.mark.gpu
+def test_embedding_backward_on_the_gpu_raises_under_deterministic_mode(cp):
+    w = gg.randn(5, 3, device="cuda", requires_grad=True)
+    out = gg.functional.embedding(gg.tensor([0, 0, 2], device="cuda"), w)
+    gg.config.deterministic = True
+    try:
+        with pytest.raises(RuntimeError, match="embedding's backward.*nondeterministic"):
+            out.sum().backward()
+    finally:
+        gg.config.deterministic = False
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_activation_kernels_take_unaligned_views(cp, cuda, dtype):
     x = cp.asarray(_data(np.random.default_rng(1), 1001, dtype))[1:]  # 4 or 8 bytes off
     _close(
@@ -189,7 +257,9 @@ def test_custom_matmul_is_used_only_when_configured(cp, monkeypatch):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("act", ["identity", "relu", "leaky_relu", "sigmoid", "tanh"])
+@pytest.mark.parametrize(
+    "act", ["identity", "relu", "leaky_relu", "sigmoid", "tanh", "gelu", "gelu_tanh", "silu"]
+)
 @pytest.mark.parametrize("shape", [(1, 1), (37, 70), (513, 64), (2, 3, 8)])
 def test_bias_act_kernels_match_the_reference(cp, cuda, act, shape, dtype):
     rng = np.random.default_rng(6)
@@ -203,11 +273,13 @@ def test_bias_act_kernels_match_the_reference(cp, cuda, act, shape, dtype):
     )
     _close(out, ref, dtype, f"bias_act {act} forward")
     saved = ref.astype(dtype)
+    # z and b: read by the GELU and SiLU backward (derivative at z + b), ignored by the others
     dz_ref, db_ref = op.bwd(np, dout.astype(np.float64), saved.astype(np.float64), act, 0.1,
-                            (True, True))  # fmt: skip
+                            (True, True), z.astype(np.float64), b.astype(np.float64))  # fmt: skip
     dz, db = cuda.launchers.bias_act_backward(
-        cp, cp.asarray(dout), cp.asarray(saved), act, 0.1, (True, True)
-    )
+        cp, cp.asarray(dout), cp.asarray(saved), act, 0.1, (True, True), cp.asarray(z),
+        cp.asarray(b)
+    )  # fmt: skip
     _close(dz, dz_ref, dtype, f"bias_act {act} dz")
     _close(db, db_ref, dtype, f"bias_act {act} db")  # atomics: order varies, values within tol
 

@@ -16,7 +16,7 @@ import pytest
 from emulated import built_kernels, close, emulated_cp, emulated_cuda  # noqa: F401
 
 import gpugrad as gg
-from gpugrad import fused, optim_rules
+from gpugrad import activations, fused, optim_rules
 
 DTYPES = ["float32", "float64"]
 GRIDS = ["launcher", "one block"]
@@ -80,9 +80,47 @@ def test_activation_kernels(cp, cuda, name, n, offset, grid, dtype):
     close(dx, dexpect, dtype, f"{name}_bwd n={n} offset={offset}")
 
 
+# GELU (both forms) and SiLU: the backward kernels take the input x; erf: forward only.
+X_ACTIVATIONS = {"gelu": ("gelu", "none"), "gelu_tanh": ("gelu", "tanh"), "silu": ("silu", None)}
+
+
+@pytest.mark.parametrize("grid", GRIDS)
+@pytest.mark.parametrize("offset", [0, 1])
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("kernel", [*X_ACTIVATIONS, "erf"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_input_derivative_activation_kernels(cp, cuda, kernel, n, offset, grid, dtype):
+    rng = np.random.default_rng(n + 3)
+    host = data(rng, n + 1, dtype)
+    host[-1] = np.nan
+    x_big, dout_big = cp.asarray(host), cp.asarray(data(rng, n + 1, dtype, 1.0))
+    x, dout = x_big[offset : offset + n], dout_big[offset : offset + n]
+    name, mode = X_ACTIVATIONS.get(kernel, ("erf", None))
+    op = gg.OPS[name]
+    attrs = {} if mode is None else {"approximate": mode}
+    extra = () if mode is None else (mode,)
+    expect = ref(op.fwd, np, f64(x.get()), **attrs)
+    if grid == "launcher":
+        out = getattr(cuda.launchers, name)(cp, x, **attrs)
+    else:
+        out = cp.empty(n, dtype)
+        cuda.launch("activations.cu", f"{kernel}_fwd", dtype, (1,), (256,), (x, out, np.int64(n)))
+    close(out, expect, dtype, f"{kernel}_fwd n={n} offset={offset}")
+    if kernel == "erf":
+        return
+    (dexpect,) = ref(op.bwd, np, f64(dout.get()), f64(x.get()), *extra)
+    if grid == "launcher":
+        (dx,) = getattr(cuda.launchers, f"{name}_backward")(cp, dout, x, *extra)
+    else:
+        dx = cp.empty(n, dtype)
+        args = (dout, x, dx, np.int64(n))
+        cuda.launch("activations.cu", f"{kernel}_bwd", dtype, (1,), (256,), args)
+    close(dx, dexpect, dtype, f"{kernel}_bwd n={n} offset={offset}")
+
+
 # ----------------------------------------------------------------------------- bias + act
 
-ACT_CODES = {"identity": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4}
+ACT_CODES = activations.CODES  # GELU and SiLU: their backward reads z and b
 
 
 @pytest.mark.parametrize("rows_grid", [1, 3, "launcher"])
@@ -96,22 +134,25 @@ def test_bias_act_kernels(cp, cuda, act, shape, rows_grid, dtype):
     op = gg.OPS["bias_act"]
     expect = ref(op.fwd, np, f64(z), f64(b), activation=act, negative_slope=0.1)
     saved = expect.astype(dtype)
-    dz_ref, db_ref = ref(op.bwd, np, f64(dout), f64(saved), act, 0.1, (True, True))
+    dz_ref, db_ref = ref(op.bwd, np, f64(dout), f64(saved), act, 0.1, (True, True), f64(z), f64(b))
     n, m = shape
     slope = np.dtype(dtype).type(0.1)
+    z_dev, b_dev = cp.asarray(z), cp.asarray(b)
     if rows_grid == "launcher":
-        out = cuda.launchers.bias_act(
-            cp, cp.asarray(z), cp.asarray(b), activation=act, negative_slope=0.1
-        )
+        out = cuda.launchers.bias_act(cp, z_dev, b_dev, activation=act, negative_slope=0.1)
         dz, db = cuda.launchers.bias_act_backward(
-            cp, cp.asarray(dout), cp.asarray(saved), act, 0.1, (True, True)
+            cp, cp.asarray(dout), cp.asarray(saved), act, 0.1, (True, True), z_dev, b_dev
         )
     else:
         out, dz, db = cp.empty(shape, dtype), cp.empty(shape, dtype), cp.zeros(m, dtype)
         code = np.int32(ACT_CODES[act])
-        args = (cp.asarray(z), cp.asarray(b), out, np.int64(n), np.int64(m), code, slope)
+        args = (z_dev, b_dev, out, np.int64(n), np.int64(m), code, slope)
         cuda.launch("bias_act.cu", "bias_act_fwd", dtype, (1,), (256,), args)
-        args = (cp.asarray(dout), cp.asarray(saved), dz, db, np.int64(n), np.int64(m), code, slope)
+        # z and b only for the activations whose derivative needs z + b; null otherwise
+        null = np.uint64(0)
+        pre = (z_dev, b_dev) if act in activations.FROM_INPUT else (null, null)
+        args = (cp.asarray(dout), cp.asarray(saved), *pre, dz, db, np.int64(n), np.int64(m))
+        args += (code, slope)
         grid = (math.ceil(m / 32), rows_grid)  # few row slices: each loops over rows
         cuda.launch("bias_act.cu", "bias_act_bwd", dtype, grid, (32, 8), args)
     close(out, expect, dtype, f"bias_act_fwd {act}")
@@ -374,11 +415,61 @@ def test_multi_tensor_adam_and_adamw(cp, cuda, grid, dtype):
             close(dev[key][k], ref64[key][k], dtype, f"adam {key} {k}")
 
 
+# ----------------------------------------------------------------------------- layernorm
+
+
+@pytest.mark.parametrize("grid", GRIDS)
+@pytest.mark.parametrize("kind,d", WIDTH_CASES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_layernorm_kernels(cp, cuda, kind, d, grid, dtype):
+    """Rows and the weight/bias column sums, with the launcher's grids and with one block
+    (every row loop and every row-slice loop loops)."""
+    n = 9
+    rng = np.random.default_rng(d + 11)
+    x = data(rng, (n, d), dtype, special=False) * 2 + 1
+    w = rng.uniform(0.5, 1.5, d).astype(dtype)
+    b = rng.standard_normal(d).astype(dtype)
+    dout = data(rng, (n, d), dtype, 1.0, special=False)
+    op = gg.OPS["layer_norm"]
+    expect, stats = ref(op.fwd, np, f64(x), f64(w), f64(b))
+    grads = ref(op.bwd, np, f64(dout), stats["mean"], stats["rstd"], f64(x), f64(w), f64(b), 1,
+                1e-5, (True, True, True))  # fmt: skip
+    xs, ws, bs, ds = (cp.asarray(a) for a in (x, w, b, dout))
+    if grid == "launcher":
+        out, got = cuda.layernorm.layer_norm(cp, xs, ws, bs)
+        mean, rstd = got["mean"].reshape(-1), got["rstd"].reshape(-1)
+        dx, dw, db = cuda.layernorm.layer_norm_backward(
+            cp, ds, got["mean"], got["rstd"], xs, ws, bs, 1, 1e-5, (True, True, True)
+        )
+    else:
+        out, mean, rstd = cp.empty((n, d), dtype), cp.empty(n, dtype), cp.empty(n, dtype)
+        eps = np.dtype(dtype).type(1e-5)
+        args = (xs, ws, bs, np.int64(n), np.int64(d), eps, out, mean, rstd)
+        cuda.launch("layernorm.cu", f"layernorm_fwd_{kind}", dtype, (1,), (256,), args)
+        dx = cp.empty((n, d), dtype)
+        args = (ds, xs, mean, rstd, ws, np.int64(n), np.int64(d), dx)
+        cuda.launch("layernorm.cu", f"layernorm_bwd_{kind}", dtype, (1,), (256,), args)
+        gx = math.ceil(d / 32)
+        part_w, part_b = cp.empty((1, d), dtype), cp.empty((1, d), dtype)
+        args = (ds, xs, mean, rstd, np.int64(n), np.int64(d), part_w, part_b)
+        cuda.launch("layernorm.cu", "layernorm_param_bwd", dtype, (gx, 1), (32, 8), args)
+        dw, db = part_w[0], part_b[0]
+    close(out, expect, dtype, f"layernorm_fwd_{kind} d={d}")
+    close(mean, stats["mean"].reshape(-1), dtype, f"layernorm mean d={d}")
+    close(rstd, stats["rstd"].reshape(-1), dtype, f"layernorm rstd d={d}")
+    loose = dict(rtol=1e-4, atol=1e-5)  # row and column sums in float32
+    for what, got_, want in zip(("dx", "dw", "db"), (dx, dw, db), grads, strict=True):
+        close(got_, want, dtype, f"layernorm {what} d={d}", tol=loose)
+
+
 def test_every_kernel_in_the_table_is_covered(emulator_kernels):
     from gpugrad.backends.cuda import KERNELS
 
     covered = {
-        "activations.cu": {f"{a}_{d}" for a in ACTIVATIONS for d in ("fwd", "bwd")},
+        "activations.cu": {
+            f"{a}_{d}" for a in [*ACTIVATIONS, *X_ACTIVATIONS] for d in ("fwd", "bwd")
+        }
+        | {"erf_fwd"},
         "bias_act.cu": {"bias_act_fwd", "bias_act_bwd"},
         "softmax_xent.cu": {
             f"{b}_{k}"
@@ -392,6 +483,13 @@ def test_every_kernel_in_the_table_is_covered(emulator_kernels):
             for k in ("warp", "block")
         },
         "losses.cu": {"bce_logits_fwd", "mse_fwd"},
+        "layernorm.cu": {
+            "layernorm_fwd_warp",
+            "layernorm_fwd_block",
+            "layernorm_bwd_warp",
+            "layernorm_bwd_block",
+            "layernorm_param_bwd",
+        },
         "matmul.cu": {"matmul_tiled_vec", "matmul_tiled_scalar"},
         "optim.cu": {"sgd_step", "adam_step"},
     }

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import gpugrad as gg
+import gpugrad.functional as F
 from gpugrad import activations, fused, nn
 
 ACTIVATIONS = activations.NAMES
@@ -269,7 +270,7 @@ def test_sequential_indexing_and_iteration():
         seq[3]
 
 
-@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "tanh", "sigmoid", "identity"])
+@pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_mlp_fused_forward_and_grads_match_unfused_layers(activation):
     gg.manual_seed(5)
     mlp = nn.MLP([6, 8, 7, 3], activation=activation, dtype=gg.float64)
@@ -307,6 +308,9 @@ def _unfused(z, b, activation, slope=0.01):
         "leaky_relu": lambda: y.leaky_relu(slope),
         "tanh": lambda: y.tanh(),
         "sigmoid": lambda: y.sigmoid(),
+        "gelu": lambda: F.gelu(y),
+        "gelu_tanh": lambda: F.gelu(y, approximate="tanh"),
+        "silu": lambda: F.silu(y),
         "identity": lambda: y,
     }[activation]()
 
@@ -371,8 +375,8 @@ def test_bias_act_sigmoid_is_finite_for_huge_inputs():
 
 def test_bias_act_rejects_unknown_activation_and_negative_slope():
     z, b = _inputs(np.float32)
-    with pytest.raises(ValueError, match="unknown activation 'gelu'"):
-        fused.bias_act(z, b, activation="gelu", negative_slope=0.0)
+    with pytest.raises(ValueError, match="unknown activation 'swish'"):
+        fused.bias_act(z, b, activation="swish", negative_slope=0.0)
     with pytest.raises(ValueError, match="negative_slope must be >= 0"):
         fused.bias_act(z, b, activation="leaky_relu", negative_slope=-0.1)
 

@@ -1,7 +1,7 @@
 """CPU fast paths: Numba-compiled single passes for the fused losses and bias + activation.
 
 Each function here registers itself on the op it speeds up (``@fused.mse_loss.fast("cpu")``),
-has the signature and results of that op's reference in ``fused.py``, and returns
+has the signature and results of that op's reference in ``fused/``, and returns
 ``NotImplemented`` for inputs it does not cover (float16, which Numba lacks; float64 logits of
 more than WIDE_ROWS classes), so the reference runs instead. The NumPy composition of a fused
 loss walks the (N, C) logits 6-10 times and allocates as many temporaries; the loops below read
@@ -25,6 +25,7 @@ from numba import njit
 
 from .. import activations, fused
 from ..activations import CODES
+from .cpu_act import act_from_pre, faster_than_numpy, grad_from_pre
 from .cpu_math import exp_nonpos, log1p_unit, sigmoid, tanh
 
 # float64 logits: the exp is libm's, one value at a time (float32 runs vectorised, see
@@ -57,15 +58,22 @@ def _sum64(a, lo, hi):
 
 
 @njit(cache=True, error_model="numpy")
-def _softmax_xent_kernel(logits, targets, ignore_index, mean, per_row, dlogits):
-    """Loss per row into per_row, (softmax - onehot) * scale into dlogits; returns the summed
-    loss and the number of rows whose target is not ignore_index."""
+def _softmax_xent_kernel(logits, targets, ignore_index, weight, eps, mean, per_row, dlogits):
+    """Loss per row into per_row and its gradient into dlogits; returns the summed loss and
+    the mean's divisor (the summed class weights of the rows whose target is not ignored).
+
+    With class weights w and label smoothing eps (``weight`` is all ones without weights), a
+    row's gradient is ((1 - eps) w[t] (p - onehot(t)) + (eps / C) (sum(w) p - w)) * scale, as
+    in fused.cross_entropy.
+    """
     n, c = logits.shape
-    count = 0
+    count = 0.0
     for i in range(n):
-        count += targets[i] != ignore_index
+        if targets[i] != ignore_index:
+            count += weight[targets[i]]
     scale = (1.0 / count if count else 0.0) if mean else 1.0
-    sc = logits.dtype.type(scale)
+    total_w = _sum64(weight, 0, c)
+    share = eps / c
     total = 0.0
     for i in range(n):
         row = logits[i]
@@ -85,18 +93,34 @@ def _softmax_xent_kernel(logits, targets, ignore_index, mean, per_row, dlogits):
             for j in range(c):
                 d[j] = d[j] / s * 0.0
             continue
-        loss = math.log(s) - (row[t] - m)
+        log_s = math.log(s)
+        main = (1.0 - eps) * weight[t]
+        loss = main * (log_s - (row[t] - m))
+        if eps != 0.0:
+            spread = 0.0
+            for j in range(c):
+                spread += weight[j] * (log_s - (row[j] - m))
+            loss += share * spread
         per_row[i] = loss
         total += loss
-        inv = logits.dtype.type(scale / s)
-        for j in range(c):
-            d[j] *= inv
-        d[t] -= sc
+        inv = logits.dtype.type((main + share * total_w) * scale / s)
+        if eps != 0.0:
+            for j in range(c):
+                d[j] = d[j] * inv - share * weight[j] * scale
+        else:
+            for j in range(c):
+                d[j] *= inv
+        d[t] -= main * scale
     return total, count
 
 
+_ONES = {}  # class count -> float64 ones: the weights of the unweighted loss
+
+
 @fused.cross_entropy.fast("cpu", kernels=("_softmax_xent_kernel",))
-def cross_entropy(xp, logits, targets, *, reduction="mean", ignore_index=-100):
+def cross_entropy(
+    xp, logits, targets, *, reduction="mean", ignore_index=-100, weight=None, label_smoothing=0.0
+):
     # Numba has no float16 arrays: the reference computes those in float32.
     dt = logits.dtype
     c = logits.shape[1]
@@ -106,11 +130,18 @@ def cross_entropy(xp, logits, targets, *, reduction="mean", ignore_index=-100):
         logits = np.ascontiguousarray(logits)
     if not targets.flags.c_contiguous:
         targets = np.ascontiguousarray(targets)
+    if weight is None:
+        weight = _ONES.get(c)
+        if weight is None:
+            weight = _ONES[c] = np.ones(c, np.float64)
+    else:
+        weight = np.ascontiguousarray(weight, np.float64)
     per_row = np.empty(logits.shape[0], np.float64)
     dlogits = np.empty(logits.shape, dt)
     total, count = _softmax_xent_kernel(
-        logits, targets, ignore_index, reduction == "mean", per_row, dlogits
-    )
+        logits, targets, ignore_index, weight, float(label_smoothing), reduction == "mean",
+        per_row, dlogits,
+    )  # fmt: skip
     per_item = per_row.astype(dt) if reduction == "none" else None
     return _total(total, per_item, reduction, count, dt), {"dlogits": dlogits}
 
@@ -142,8 +173,10 @@ def _bce_logits_kernel(s, t, scale, keep, per_item, ds):
 
 
 @fused.binary_cross_entropy_with_logits.fast("cpu", kernels=("_bce_logits_kernel",))
-def binary_cross_entropy_with_logits(xp, logits, targets, *, reduction="mean"):
-    if logits.dtype.itemsize < 4:  # no float16 in Numba; the reference runs it in float32
+def binary_cross_entropy_with_logits(xp, logits, targets, *, reduction="mean", pos_weight=None,
+                                     weight=None):  # fmt: skip
+    # No float16 in Numba (the reference runs it in float32); weighted forms: the reference.
+    if logits.dtype.itemsize < 4 or pos_weight is not None or weight is not None:
         return NotImplemented
     s = np.ascontiguousarray(logits).reshape(-1)
     t = np.ascontiguousarray(targets).reshape(-1)
@@ -154,7 +187,7 @@ def binary_cross_entropy_with_logits(xp, logits, targets, *, reduction="mean"):
     total = _bce_logits_kernel(s, t, scale, keep, per_item, ds)
     per_item = per_item.reshape(logits.shape) if keep else None
     out = _total(total, per_item, reduction, s.size, s.dtype)
-    return out, {"dlogits": ds.reshape(logits.shape), "scale": scale}
+    return out, {"dlogits": ds.reshape(logits.shape), "dtargets": None, "scale": scale}
 
 
 @njit(cache=True, error_model="numpy")
@@ -205,14 +238,18 @@ def _total(total, per_item, reduction, count, dtype):
 # sums the bias gradient in the same sweep. Every branch on the activation sits outside the
 # loop over a row, so each loop is straight-line arithmetic that LLVM vectorises; tanh and
 # sigmoid come from cpu_math.py (vectorised for float32; float64 tanh runs NumPy's SIMD tanh in
-# place on the sum instead, float64 sigmoid the reference). The codes are
-# gpugrad.activations.CODES; Numba reads the module globals below as compile-time constants.
+# place on the sum instead, float64 sigmoid the reference). GELU and SiLU (derivatives from
+# z + b, not from the output) go through the scalar functions of ``cpu_act`` where those beat
+# NumPy (exact GELU 5-15x forward and backward, SiLU 2-4x in float64); SiLU in float32 and the
+# tanh GELU lost (0.1-1.1x) and run the reference. The codes are gpugrad.activations.CODES;
+# Numba reads the module globals below as compile-time constants.
 
-RELU, LEAKY_RELU, TANH, SIGMOID = (
+RELU, LEAKY_RELU, TANH, SIGMOID, IDENTITY = (
     CODES["relu"],
     CODES["leaky_relu"],
     CODES["tanh"],
     CODES["sigmoid"],
+    CODES["identity"],
 )
 
 
@@ -227,7 +264,7 @@ def _bias_act_fwd_kernel(z, b, code, slope, out):
         if code == RELU:
             for j in range(c):
                 v = zi[j] + b[j]
-                oi[j] = v if v > zero else zero
+                oi[j] = zero if v < zero else v  # a NaN passes, as in np.maximum(v, 0)
         elif code == LEAKY_RELU:
             for j in range(c):
                 v = zi[j] + b[j]
@@ -238,9 +275,12 @@ def _bias_act_fwd_kernel(z, b, code, slope, out):
         elif code == SIGMOID:
             for j in range(c):
                 oi[j] = sigmoid(zi[j] + b[j])
-        else:
+        elif code == IDENTITY:
             for j in range(c):
                 oi[j] = zi[j] + b[j]
+        else:  # gelu, silu (faster_than_numpy keeps the tanh GELU away)
+            for j in range(c):
+                oi[j] = act_from_pre(code, zi[j] + b[j])
 
 
 @njit(cache=True, error_model="numpy")
@@ -254,12 +294,13 @@ def _bias_act_bwd_kernel(dout, out, code, slope, dz, db):
         di = dout[i]
         oi = out[i]
         zi = dz[i]
+        # multiplications, not selections: a NaN or inf in dout propagates as in the reference
         if code == RELU:
             for j in range(c):
-                zi[j] = di[j] if oi[j] > zero else zero
+                zi[j] = di[j] * (one if oi[j] > zero else zero)
         elif code == LEAKY_RELU:
             for j in range(c):
-                zi[j] = di[j] if oi[j] > zero else di[j] * s
+                zi[j] = di[j] * (one if oi[j] > zero else s)
         elif code == TANH:
             for j in range(c):
                 zi[j] = di[j] * (one - oi[j] * oi[j])
@@ -271,6 +312,23 @@ def _bias_act_bwd_kernel(dout, out, code, slope, dz, db):
                 zi[j] = di[j]
         for j in range(c):
             acc[j] += zi[j]
+    for j in range(c):
+        db[j] = acc[j]
+
+
+@njit(cache=True, error_model="numpy")
+def _bias_act_bwd_pre_kernel(dout, z, b, code, dz, db):
+    """The backward of gelu and silu: the derivative at z + b, recomputed."""
+    n, c = dout.shape
+    acc = np.zeros(c, np.float64)
+    for i in range(n):
+        di = dout[i]
+        zi = z[i]
+        gi = dz[i]
+        for j in range(c):
+            d = di[j] * grad_from_pre(code, zi[j] + b[j])
+            gi[j] = d
+            acc[j] += d
     for j in range(c):
         db[j] = acc[j]
 
@@ -290,6 +348,8 @@ def bias_act(xp, z, b, *, activation="relu", negative_slope=0.01):
     # (an (N, 0) block has no rows to reshape)
     if dt not in _FLOATS or b.dtype != dt or z.ndim == 0 or z.size == 0 or b.shape != z.shape[-1:]:
         return NotImplemented
+    if activation in activations.FROM_INPUT and not faster_than_numpy(code, dt):
+        return NotImplemented
     if dt == np.float64 and code in (TANH, SIGMOID):
         if code == SIGMOID:
             return NotImplemented
@@ -302,17 +362,31 @@ def bias_act(xp, z, b, *, activation="relu", negative_slope=0.01):
     return out if z2 is z else out.reshape(z.shape)
 
 
-@fused.bias_act.fast_backward("cpu", owns=True, kernels=("_bias_act_bwd_kernel",))
-def bias_act_backward(xp, dout, out, activation, negative_slope, needs):
+@fused.bias_act.fast_backward(
+    "cpu", owns=True, kernels=("_bias_act_bwd_kernel", "_bias_act_bwd_pre_kernel")
+)
+def bias_act_backward(xp, dout, out, activation, negative_slope, needs, z=None, b=None):
     """(dz, db) in one sweep; the identity (dz is dout itself) is left to the reference."""
     dt = out.dtype
     usable = dt in _FLOATS and out.ndim > 0 and out.size > 0 and dout.shape == out.shape
     if activation == "identity" or not usable:
         return NotImplemented
-    o2 = _rows(out)
+    code = CODES[activation]
+    pre = activation in activations.FROM_INPUT
+    if pre and not (
+        z is not None
+        and z.dtype == dt
+        and b.dtype == dt
+        and z.shape == out.shape
+        and faster_than_numpy(code, dt)
+    ):
+        return NotImplemented
     d2 = _rows(dout if dout.dtype == dt else dout.astype(dt))
-    dz = np.empty(o2.shape, dt)
-    db = np.empty(o2.shape[1], dt)
-    _bias_act_bwd_kernel(d2, o2, CODES[activation], negative_slope, dz, db)
-    dz = (dz if o2 is out else dz.reshape(out.shape)) if needs[0] else None
+    dz = np.empty(d2.shape, dt)
+    db = np.empty(d2.shape[1], dt)
+    if pre:
+        _bias_act_bwd_pre_kernel(d2, _rows(z), np.ascontiguousarray(b), code, dz, db)
+    else:
+        _bias_act_bwd_kernel(d2, _rows(out), code, negative_slope, dz, db)
+    dz = (dz if d2 is dout else dz.reshape(out.shape)) if needs[0] else None
     return dz, (db if needs[1] else None)

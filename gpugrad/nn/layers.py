@@ -1,7 +1,8 @@
-"""Layers: Linear, activations, Dropout, Flatten, and the containers Sequential and MLP.
+"""Layers: Linear, activations, softmax, Dropout, Flatten, and the containers Sequential and
+MLP (normalization: ``normalization.py``; Embedding: ``embedding.py``; losses: ``loss.py``).
 
 Inside a Sequential (and so an MLP), a Linear with a bias followed directly by an activation
-runs as ``x @ W.T`` plus one fused ``bias_act`` op (``fused.py``): the bias add, the activation
+runs as ``x @ W.T`` plus one fused ``bias_act`` op (``fused/``): the bias add, the activation
 and, in backward, the bias gradient's column sum each take a single pass instead of two or three.
 The result is the same as running the two layers one after the other.
 """
@@ -13,12 +14,12 @@ import math
 import numpy as np
 
 from .. import activations, fused
-from ..creation import default_rng
-from ..device import move
+from .. import functional as F
 from ..functional import linear
 from ..tensor import Tensor, _is_float
 from . import init
 from .module import Module, Parameter, _Recorder
+from .normalization import BatchNorm1d, LayerNorm
 
 
 def linear_act(
@@ -31,7 +32,8 @@ def linear_act(
     """act(x @ weight.T + bias) with the bias add and activation fused into one op.
 
     weight is (out_features, in_features) and bias (out_features,); activation is one of
-    "relu", "leaky_relu", "tanh", "sigmoid", "identity".
+    ``gpugrad.activations.NAMES``: "relu", "leaky_relu", "tanh", "sigmoid", "gelu" (exact),
+    "gelu_tanh", "silu", "identity".
 
     >>> import gpugrad as gg
     >>> linear_act(gg.ones((2, 3)), gg.ones((4, 3)), gg.full(4, -5.0)).tolist()[0]
@@ -54,6 +56,12 @@ def _activate(x: Tensor, activation: str, negative_slope: float) -> Tensor:
         return x.tanh()
     if activation == "sigmoid":
         return x.sigmoid()
+    if activation == "gelu":
+        return F.gelu(x)
+    if activation == "gelu_tanh":
+        return F.gelu(x, approximate="tanh")
+    if activation == "silu":
+        return F.silu(x)
     if activation == "identity":
         return x
     raise ValueError(f"unknown activation {activation!r}; expected one of {activations.NAMES}")
@@ -158,6 +166,48 @@ class Identity(_Activation):
     kind = "identity"
 
 
+class GELU(_Activation):
+    """x * Phi(x) (exact), or its tanh approximation with ``approximate="tanh"``."""
+
+    def __init__(self, approximate: str = "none"):
+        super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
+        self.kind = "gelu" if approximate == "none" else "gelu_tanh"
+
+    def extra_repr(self) -> str:
+        return f"approximate={self.approximate!r}"
+
+
+class SiLU(_Activation):
+    """x * sigmoid(x)."""
+
+    kind = "silu"
+
+
+class Softmax(Module):
+    """softmax along ``dim`` (the last axis when None; PyTorch's None picks an axis by the
+    input's rank and warns, so pass ``dim`` explicitly when carrying code over)."""
+
+    def __init__(self, dim: int | None = None):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.softmax(x, axis=-1 if self.dim is None else self.dim)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
+class LogSoftmax(Softmax):
+    """log_softmax along ``dim`` (the last axis when None)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.log_softmax(x, axis=-1 if self.dim is None else self.dim)
+
+
 class Dropout(Module):
     """Zero each element with probability p during training and scale the rest by 1/(1-p).
 
@@ -171,13 +221,7 @@ class Dropout(Module):
         self.p = p
 
     def forward(self, x: Tensor) -> Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        if self.p == 1.0:
-            return x * 0.0
-        keep = default_rng().random(x.shape) >= self.p
-        mask = (keep / (1.0 - self.p)).astype(x.dtype)
-        return x * Tensor._wrap(move(mask, x.device), x.device)
+        return F.dropout(x, self.p, self.training)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
@@ -274,17 +318,25 @@ _ACTIVATION_LAYERS = {
     "leaky_relu": LeakyReLU,
     "tanh": Tanh,
     "sigmoid": Sigmoid,
+    "gelu": GELU,
+    "gelu_tanh": lambda: GELU(approximate="tanh"),
+    "silu": SiLU,
     "identity": Identity,
 }
+_NORMS = {"layer": LayerNorm, "batch": BatchNorm1d}
 
 
 class MLP(Sequential):
     """Linear layers of the given sizes with an activation between them (not after the last).
 
-    ``MLP([64, 128, 10])`` is ``Sequential(Linear(64, 128), ReLU(), Linear(128, 10))``.
+    ``MLP([64, 128, 10])`` is ``Sequential(Linear(64, 128), ReLU(), Linear(128, 10))``. With
+    ``norm="layer"`` or ``"batch"`` a LayerNorm or BatchNorm1d follows each hidden Linear,
+    before its activation; without one, each hidden Linear and its activation run fused.
 
     >>> MLP([64, 128, 10]).num_parameters()
     9610
+    >>> [type(m).__name__ for m in MLP([4, 8, 2], activation="gelu", norm="layer")]
+    ['Linear', 'LayerNorm', 'GELU', 'Linear']
     """
 
     def __init__(
@@ -295,6 +347,7 @@ class MLP(Sequential):
         dropout: float = 0.0,
         dtype=None,
         device: str = "cpu",
+        norm: str | None = None,
     ):
         sizes = list(sizes)
         if len(sizes) < 2:
@@ -304,10 +357,14 @@ class MLP(Sequential):
                 f"MLP: unknown activation {activation!r}; expected one of "
                 f"{tuple(_ACTIVATION_LAYERS)}"
             )
+        if norm not in (None, *_NORMS):
+            raise ValueError(f"MLP: norm must be 'layer', 'batch' or None, got {norm!r}")
         layers = []
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
             layers.append(Linear(a, b, bias=bias, dtype=dtype, device=device))
             if i < len(sizes) - 2:
+                if norm is not None:
+                    layers.append(_NORMS[norm](b, dtype=dtype, device=device))
                 layers.append(_ACTIVATION_LAYERS[activation]())
                 if dropout > 0:
                     layers.append(Dropout(dropout))

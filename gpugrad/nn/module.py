@@ -1,9 +1,11 @@
 """Module: a container of parameters and sub-modules, with PyTorch's registration rules.
 
 Assigning a leaf tensor that requires grad to an attribute registers it as a parameter;
-assigning a Module registers a child. Everything else is an ordinary attribute. Parameter names
-follow PyTorch (``"0.weight"`` inside a Sequential, ``"encoder.fc.bias"`` when nested), so state
-dicts map one to one.
+assigning a Module registers a child; ``register_buffer`` registers a tensor that is state but
+not a parameter (BatchNorm's running statistics): it is saved, loaded and moved with the
+module, and no optimizer sees it. Everything else is an ordinary attribute. Names follow
+PyTorch (``"0.weight"`` inside a Sequential, ``"encoder.fc.bias"`` when nested, a module's
+parameters then its buffers), so state dicts map one to one.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class Module:
 
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "training", True)
 
@@ -64,8 +67,13 @@ class Module:
                 "first in your module's __init__"
             )
         params, modules = self._parameters, self._modules
+        buffers = self.__dict__.get("_buffers", {})
+        if name in buffers and (value is None or isinstance(value, Tensor)):
+            buffers[name] = value  # assigning to a buffer replaces it (PyTorch's rule)
+            return
         params.pop(name, None)
         modules.pop(name, None)
+        buffers.pop(name, None)
         if _is_parameter(value):
             self.__dict__.pop(name, None)
             params[name] = value
@@ -82,6 +90,8 @@ class Module:
             return d["_parameters"][name]
         if name in d.get("_modules", ()):
             return d["_modules"][name]
+        if name in d.get("_buffers", ()):
+            return d["_buffers"][name]
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __delattr__(self, name):
@@ -89,6 +99,8 @@ class Module:
             del self._parameters[name]
         elif name in self._modules:
             del self._modules[name]
+        elif name in self._buffers:
+            del self._buffers[name]
         else:
             object.__delattr__(self, name)
 
@@ -102,6 +114,25 @@ class Module:
             self._parameters.pop(name, None)
         else:
             setattr(self, name, param)
+
+    def register_buffer(self, name: str, tensor: Tensor | None, persistent: bool = True) -> None:
+        """Register a tensor as state that is not a parameter (no gradient, no optimizer):
+        ``module.<name>`` reads it, ``state_dict`` holds it unless ``persistent=False``,
+        ``.to()`` moves it (and casts it when it is floating point). None registers the name
+        with no tensor yet."""
+        if tensor is not None and not isinstance(tensor, Tensor):
+            raise TypeError(
+                f"register_buffer: {name!r} must be a Tensor or None, got {type(tensor).__name__}"
+            )
+        if name in self._parameters or name in self._modules:
+            raise KeyError(f"register_buffer: {name!r} is already a parameter or a sub-module")
+        self.__dict__.pop(name, None)
+        self._buffers[name] = tensor
+        if not persistent:
+            object.__setattr__(self, "_non_persistent", {*self._non_persistent_names(), name})
+
+    def _non_persistent_names(self):
+        return self.__dict__.get("_non_persistent", set())
 
     def add_module(self, name: str, module: Module) -> None:
         if not isinstance(module, Module):
@@ -147,6 +178,32 @@ class Module:
         for _, p in self.named_parameters():
             yield p
 
+    def named_buffers(self, prefix: str = ""):
+        """(dotted name, buffer) pairs of self and every descendant (None entries skipped)."""
+        for mname, m in self.named_modules(prefix):
+            for bname, b in m._buffers.items():
+                if b is not None:
+                    yield (f"{mname}.{bname}" if mname else bname), b
+
+    def buffers(self):
+        for _, b in self.named_buffers():
+            yield b
+
+    def _state_items(self):
+        """(name, tensor) of everything a state dict holds: per module, in PyTorch's order,
+        its parameters then its persistent buffers."""
+        seen = set()
+        for mname, m in self.named_modules():
+            entries = list(m._parameters.items()) + [
+                (k, b) for k, b in m._buffers.items()
+                if b is not None and k not in m._non_persistent_names()
+            ]  # fmt: skip
+            for name, t in entries:
+                if id(t) in seen:
+                    continue
+                seen.add(id(t))
+                yield (f"{mname}.{name}" if mname else name), t
+
     def num_parameters(self, trainable_only: bool = False) -> int:
         """How many scalar weights the model has (Linear(3, 4): 4*3 + 4 = 16)."""
         return sum(p.size for p in self.parameters() if p.requires_grad or not trainable_only)
@@ -166,10 +223,12 @@ class Module:
         return self.train(False)
 
     def to(self, target=None, dtype=None) -> Module:
-        """Move and/or cast every parameter (``"cuda"``, ``gg.float64``, or both); returns self.
+        """Move and/or cast every parameter and buffer (``"cuda"``, ``gg.float64``, or both);
+        returns self.
 
         Parameters keep their identity (their array is swapped), so an optimizer built before
-        the call still holds them. Gradients follow their parameters.
+        the call still holds them. Gradients follow their parameters; integer buffers (a
+        counter of batches) move but keep their dtype.
         """
         device = None
         if isinstance(target, str):
@@ -179,34 +238,33 @@ class Module:
         if dtype is not None and np.dtype(dtype).kind != "f":
             raise TypeError(f"Module.to: parameters must stay floating point, got {dtype}")
         with no_grad():
-            for p in self.parameters():
-                for t in (p, p.grad):
-                    if t is None:
-                        continue
-                    arr = t.data
-                    if dtype is not None:
-                        arr = arr.astype(dtype, copy=False)
-                    if device is not None:
-                        arr = move(arr, device)
-                        t.device = device
-                    if arr is not t.data:
-                        t.data = arr
-                        t._version[0] += 1
+            tensors = [t for p in self.parameters() for t in (p, p.grad) if t is not None]
+            for t in tensors + list(self.buffers()):
+                arr = t.data
+                if dtype is not None and arr.dtype.kind == "f":  # counters stay integers
+                    arr = arr.astype(dtype, copy=False)
+                if device is not None:
+                    arr = move(arr, device)
+                    t.device = device
+                if arr is not t.data:
+                    t.data = arr
+                    t._version[0] += 1
         return self
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> OrderedDict:
-        """An ordered dict parameter name -> NumPy array (a copy, on the host)."""
-        return OrderedDict((k, np.array(p.numpy(), copy=True)) for k, p in self.named_parameters())
+        """An ordered dict name -> NumPy array (a copy, on the host) of every parameter and
+        persistent buffer."""
+        return OrderedDict((k, np.array(t.numpy(), copy=True)) for k, t in self._state_items())
 
     def load_state_dict(self, state_dict, strict: bool = True) -> LoadResult:
-        """Copy values (NumPy arrays or tensors) into the parameters, in place.
+        """Copy values (NumPy arrays or tensors) into the parameters and buffers, in place.
 
         Every key and shape is checked before anything is written, so a failed load leaves the
         module unchanged. With ``strict=False`` missing and unexpected keys are returned instead
         of raised; a shape mismatch always raises.
         """
-        own = OrderedDict(self.named_parameters())
+        own = OrderedDict(self._state_items())
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
         values, problems = {}, []
@@ -216,9 +274,10 @@ class Module:
             v = state_dict[k]
             arr = v.numpy() if isinstance(v, Tensor) else np.asarray(v)
             if tuple(arr.shape) != p.shape:
+                kind = "parameter" if p.requires_grad else "buffer"
                 problems.append(
                     f"size mismatch for {k!r}: the checkpoint has shape {tuple(arr.shape)}, "
-                    f"the model's parameter has shape {p.shape}"
+                    f"the model's {kind} has shape {p.shape}"
                 )
             values[k] = arr
         if strict and unexpected:

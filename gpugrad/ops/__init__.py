@@ -1,4 +1,4 @@
-"""The op table: every primitive, forward and backward together (fused ops: ``fused.py``).
+"""The op table: every primitive, forward and backward together (fused ops: ``fused/``).
 
 Each forward is written against the array module ``xp`` (NumPy or CuPy) and is the reference
 that any device fast path is tested against. Backward gets the incoming gradient ``dout`` and
@@ -15,13 +15,16 @@ from .elementwise import (
     abs,
     cast,
     clip,
+    erf,
     exp,
+    gelu,
     leaky_relu,
     log,
     maximum,
     minimum,
     relu,
     sigmoid,
+    silu,
     sqrt,
     tanh,
     where,
@@ -30,6 +33,7 @@ from .reductions import max, mean, min, sum, var
 from .shapes import (
     broadcast_to,
     concatenate,
+    embedding,
     expand_dims,
     getitem,
     reshape,
@@ -50,8 +54,11 @@ __all__ = [
     "clip",
     "concatenate",
     "div",
+    "embedding",
+    "erf",
     "exp",
     "expand_dims",
+    "gelu",
     "getitem",
     "leaky_relu",
     "linear",
@@ -71,6 +78,7 @@ __all__ = [
     "scatter_add",
     "setitem",
     "sigmoid",
+    "silu",
     "softmax",
     "sqrt",
     "squeeze",

@@ -1,4 +1,5 @@
-"""Elementwise ops: exp, log, sqrt, abs, the activations, maximum/minimum, where, clip, cast.
+"""Elementwise ops: exp, log, sqrt, abs, erf, the activations, maximum/minimum, where, clip,
+cast.
 
 Kinks follow PyTorch: relu'(0) = 0, abs'(0) = 0, leaky_relu'(0) = negative_slope, clip passes the
 gradient at its bounds, maximum/minimum split it evenly between ties. At exact zeros IEEE
@@ -7,6 +8,9 @@ results stand (log(0) = -inf, sqrt'(0) = inf).
 
 from __future__ import annotations
 
+import math
+
+from .. import activations
 from ..dispatch import op
 
 
@@ -98,6 +102,47 @@ def _split_ties(xp, dout, pick_x, tie):
     dx = xp.where(tie, half, xp.where(pick_x, dout, 0))
     dy = xp.where(tie, half, xp.where(pick_x, 0, dout))
     return dx, dy
+
+
+@op("erf", saves=("x",), owns=True)
+def erf(xp, x):
+    """The error function, 2/sqrt(pi) * integral of exp(-t^2) from 0 to x (GELU's core)."""
+    return activations.erf(xp, x)
+
+
+@erf.backward
+def erf_backward(xp, dout, x):
+    return (dout * ((2 / math.sqrt(math.pi)) * xp.exp(-(x * x))),)
+
+
+def _gelu_kind(approximate):
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return "gelu" if approximate == "none" else "gelu_tanh"
+
+
+@op("gelu", saves=("x", "approximate"), owns=True)
+def gelu(xp, x, *, approximate="none"):
+    """x * Phi(x) (Phi: the standard normal CDF, through erf), or with approximate="tanh"
+    0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))); PyTorch's two GELUs."""
+    return activations.forward(xp, x, _gelu_kind(approximate))
+
+
+@gelu.backward
+def gelu_backward(xp, dout, x, approximate):
+    # GELU is not monotonic (its minimum is near x = -0.75): the derivative needs x, not out.
+    return (dout * activations.derivative_from_input(xp, x, _gelu_kind(approximate)),)
+
+
+@op("silu", saves=("x",), owns=True)
+def silu(xp, x):
+    """x * sigmoid(x) (also called swish), with the overflow-free sigmoid."""
+    return activations.forward(xp, x, "silu")
+
+
+@silu.backward
+def silu_backward(xp, dout, x):
+    return (dout * activations.derivative_from_input(xp, x, "silu"),)
 
 
 @op("maximum", saves=("x", "y"), owns=True)

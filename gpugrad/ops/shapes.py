@@ -1,5 +1,5 @@
 """Shape and indexing ops: reshape, transpose, broadcast_to, expand_dims, squeeze, getitem,
-setitem, concatenate, stack, and to_device."""
+setitem, scatter_add, embedding, concatenate, stack, and to_device."""
 
 from __future__ import annotations
 
@@ -98,6 +98,29 @@ def scatter_add(xp, x, value, *, index):
 @scatter_add.backward
 def scatter_add_backward(xp, dout, index):
     return dout, dout[index]
+
+
+@op("embedding", saves=("weight_shape", "indices", "padding_idx"), owns=True)
+def embedding(xp, weight, *, indices, padding_idx=None):
+    """The rows ``weight[indices]``: (*indices.shape, D) from a (V, D) table.
+
+    Backward scatter-adds each row's gradient into its table row (repeated indices add up);
+    the row ``padding_idx`` gets no gradient (PyTorch's padding_idx). The indices are an
+    attribute, like getitem's index: they are never differentiated.
+    """
+    return xp.take(weight, indices, axis=0)
+
+
+@embedding.backward
+def embedding_backward(xp, dout, shape, indices, padding_idx):
+    if padding_idx is not None:
+        keep = (indices != padding_idx).reshape(indices.shape + (1,))
+        dout = xp.where(keep, dout, 0)
+    dw = xp.zeros(shape, dout.dtype)
+    if xp.__name__ == "cupy":  # cupy.add.at scatters with atomicAdd
+        nondeterministic("embedding's backward (a scatter-add of repeated indices) on the GPU")
+    xp.add.at(dw, indices, dout)
+    return (dw,)
 
 
 @op("setitem", saves=("index",), owns=(True, False))

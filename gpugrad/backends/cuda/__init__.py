@@ -1,7 +1,12 @@
 """CUDA fast paths: the kernel runtime, the op launchers (registered on the op table when this
 package is imported) and the multi-tensor optimizer steps."""
 
-from . import launchers, optim, runtime
+from . import (
+    launchers,
+    layernorm,  # noqa: F401  (registers its launchers on layer_norm)
+    optim,
+    runtime,
+)
 from .launchers import matmul_tiled
 from .optim import CHUNK, adam_step, sgd_step
 from .runtime import (

@@ -99,6 +99,39 @@ def tanh_backward(xp, dout, out):
     return (_map2("tanh_bwd", dout, out),) if kernel_takes(dout, out) else NotImplemented
 
 
+@ops.erf.fast("cuda", kernels=("erf_fwd",))
+def erf(xp, x):
+    # CUDA's erf; the reference's cupyx.scipy.special.erf then serves float16 alone
+    return _map1("erf_fwd", x) if kernel_takes(x) else NotImplemented
+
+
+_GELU = {"none": "gelu", "tanh": "gelu_tanh"}  # approximate= -> kernel base name
+
+
+@ops.gelu.fast("cuda", kernels=("gelu_fwd", "gelu_tanh_fwd"))
+def gelu(xp, x, *, approximate="none"):
+    if approximate not in _GELU or not kernel_takes(x):  # the reference names a bad mode
+        return NotImplemented
+    return _map1(f"{_GELU[approximate]}_fwd", x)
+
+
+@ops.gelu.fast_backward("cuda", owns=True, kernels=("gelu_bwd", "gelu_tanh_bwd"))
+def gelu_backward(xp, dout, x, approximate):
+    if approximate not in _GELU or not kernel_takes(dout, x):
+        return NotImplemented
+    return (_map2(f"{_GELU[approximate]}_bwd", dout, x),)
+
+
+@ops.silu.fast("cuda", kernels=("silu_fwd",))
+def silu(xp, x):
+    return _map1("silu_fwd", x) if kernel_takes(x) else NotImplemented
+
+
+@ops.silu.fast_backward("cuda", owns=True, kernels=("silu_bwd",))
+def silu_backward(xp, dout, x):
+    return (_map2("silu_bwd", dout, x),) if kernel_takes(dout, x) else NotImplemented
+
+
 # ----------------------------------------------------------------------------- bias + act
 
 
@@ -121,14 +154,18 @@ def bias_act(xp, z, b, *, activation="relu", negative_slope=0.01):
 
 
 @fused.bias_act.fast_backward("cuda", owns=True, kernels=("bias_act_bwd",))
-def bias_act_backward(xp, dout, out, activation, negative_slope, needs):
-    """(dz, db) in one kernel from the saved output.
+def bias_act_backward(xp, dout, out, activation, negative_slope, needs, z=None, b=None):
+    """(dz, db) in one kernel from the saved output, or for GELU and SiLU from z + b.
 
     The kernel sums db with atomicAdd, whose order varies run to run; under
     gg.config.deterministic the reference sums with CuPy's fixed-order reduction instead.
     """
     code = activations.check(activation, negative_slope)
     usable = out.ndim > 0 and dout.shape == out.shape and kernel_takes(dout, out)
+    pre = activation in activations.FROM_INPUT
+    if pre:
+        usable = usable and z.shape == out.shape and b.shape == out.shape[-1:]
+        usable = usable and kernel_takes(out, z, b)
     if not usable or (config.deterministic and needs[1]):
         return NotImplemented
     cp = _cp()
@@ -137,10 +174,12 @@ def bias_act_backward(xp, dout, out, activation, negative_slope, needs):
     db = cp.zeros(m, out.dtype)  # the kernel accumulates into it with atomics
     if out.size:
         d2, o2 = contiguous(dout).reshape(-1, m), contiguous(out).reshape(-1, m)
+        null = np.uint64(0)  # z and b are read only for the activations that need z + b
+        z2, b2 = (contiguous(z).reshape(-1, m), contiguous(b)) if pre else (null, null)
         n = o2.shape[0]
         gx = math.ceil(m / 32)
         gy = max(1, min(math.ceil(n / 8), (sm_count() * 16) // gx))
-        args = (d2, o2, dz, db, np.int64(n), np.int64(m), np.int32(code))
+        args = (d2, o2, z2, b2, dz, db, np.int64(n), np.int64(m), np.int32(code))
         args += (scalar(out.dtype, negative_slope),)
         launch("bias_act.cu", "bias_act_bwd", out.dtype, (gx, gy), (32, 8), args)
     return (dz if needs[0] else None), (db if needs[1] else None)
@@ -218,7 +257,12 @@ def log_softmax_backward(xp, dout, out, axis):
 
 
 @fused.cross_entropy.fast("cuda", kernels=("xent_fwd_warp", "xent_fwd_block"))
-def cross_entropy(xp, logits, targets, *, reduction="mean", ignore_index=-100):
+def cross_entropy(
+    xp, logits, targets, *, reduction="mean", ignore_index=-100, weight=None, label_smoothing=0.0
+):
+    # Class weights and label smoothing: the CuPy reference (the kernel has neither).
+    if weight is not None or label_smoothing:
+        return NotImplemented
     if logits.ndim != 2 or logits.shape[1] == 0 or not kernel_takes(logits):
         return NotImplemented
     cp = _cp()
@@ -272,12 +316,15 @@ def _pointwise_loss(base, a, b, reduction, factor):
 
 
 @fused.binary_cross_entropy_with_logits.fast("cuda", kernels=("bce_logits_fwd",))
-def binary_cross_entropy_with_logits(xp, logits, targets, *, reduction="mean"):
+def binary_cross_entropy_with_logits(xp, logits, targets, *, reduction="mean", pos_weight=None,
+                                     weight=None):  # fmt: skip
+    if pos_weight is not None or weight is not None:  # weighted forms: the CuPy reference
+        return NotImplemented
     if logits.shape != targets.shape or not kernel_takes(logits, targets):
         return NotImplemented
     scale = fused._scale(reduction, logits.size)
     out, dlogits = _pointwise_loss("bce_logits_fwd", logits, targets, reduction, scale)
-    return out, {"dlogits": dlogits, "scale": scale}
+    return out, {"dlogits": dlogits, "dtargets": None, "scale": scale}
 
 
 @fused.mse_loss.fast("cuda", kernels=("mse_fwd",))

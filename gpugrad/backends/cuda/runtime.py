@@ -47,12 +47,26 @@ KERNELS: dict[str, tuple[str, ...]] = {
         "sigmoid_bwd",
         "tanh_fwd",
         "tanh_bwd",
+        "gelu_fwd",
+        "gelu_bwd",
+        "gelu_tanh_fwd",
+        "gelu_tanh_bwd",
+        "silu_fwd",
+        "silu_bwd",
+        "erf_fwd",
     ),
     "bias_act.cu": ("bias_act_fwd", "bias_act_bwd"),
     "softmax_xent.cu": tuple(
         f"{base}_{kind}"
         for base in ("xent_fwd", "softmax_fwd", "log_softmax_fwd", "softmax_bwd", "log_softmax_bwd")
         for kind in ("warp", "block")
+    ),
+    "layernorm.cu": (
+        "layernorm_fwd_warp",
+        "layernorm_fwd_block",
+        "layernorm_bwd_warp",
+        "layernorm_bwd_block",
+        "layernorm_param_bwd",
     ),
     "losses.cu": ("bce_logits_fwd", "mse_fwd"),
     "matmul.cu": ("matmul_tiled_vec", "matmul_tiled_scalar"),
