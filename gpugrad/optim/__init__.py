@@ -1,4 +1,5 @@
-"""Optimizers (SGD, Adam, AdamW) with fused whole-step updates, and lr schedulers.
+"""Optimizers (SGD, Adam, AdamW, RMSprop, Adagrad) with fused whole-step updates, and lr
+schedulers.
 
 >>> import gpugrad as gg
 >>> from gpugrad import nn, optim
@@ -12,15 +13,18 @@ from . import lr_scheduler
 from .adam import Adam, AdamW
 from .lr_scheduler import CosineAnnealingLR, LRScheduler, StepLR
 from .optimizer import Optimizer
+from .rmsprop import Adagrad, RMSprop
 from .sgd import SGD
 
 __all__ = [
     "SGD",
+    "Adagrad",
     "Adam",
     "AdamW",
     "CosineAnnealingLR",
     "LRScheduler",
     "Optimizer",
+    "RMSprop",
     "StepLR",
     "lr_scheduler",
 ]
