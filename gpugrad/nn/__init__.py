@@ -7,7 +7,7 @@
 (5, 2)
 """
 
-from . import init
+from . import init, utils
 from .layers import (
     MLP,
     Dropout,
@@ -39,4 +39,5 @@ __all__ = [
     "Tanh",
     "init",
     "linear_act",
+    "utils",
 ]
