@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import fused, ops
+from .aliases import axis_keywords
 from .dispatch import apply
 from .tensor import Tensor, tensor
 
@@ -37,11 +38,13 @@ def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
     return apply(ops.leaky_relu, (_t(x),), {"negative_slope": negative_slope})
 
 
+@axis_keywords
 def softmax(x: Tensor, axis: int = -1) -> Tensor:
     """exp(x - max) / sum(exp(x - max)) along ``axis``."""
     return apply(ops.softmax, (_t(x),), {"axis": axis})
 
 
+@axis_keywords
 def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
     """x - logsumexp(x) along ``axis``, stable for logits of any size."""
     return apply(ops.log_softmax, (_t(x),), {"axis": axis})
