@@ -37,6 +37,7 @@ TENSOR_METHODS = {  # x.<PyTorch>(...) is x.<gpugrad>(...), same arguments
     "matmul": "__matmul__",
     "nelement": "numel",
     "ndimension": "dim",
+    "swapdims": "swapaxes",
 }
 
 FUNCTIONS = {  # gg.<PyTorch> is gg.<gpugrad>

@@ -84,8 +84,8 @@ class TensorMethods:
 
     @axis_keywords
     def max(self, axis=None, keepdims=False, *, torch_spelling=False):
-        """The largest values along ``axis`` (NumPy's amax). With PyTorch's ``dim=``, PyTorch's
-        result: ``(values, indices)``."""
+        """The largest values along ``axis`` (NumPy's amax). Under PyTorch's spelling (``dim=``
+        or ``keepdim=``) PyTorch's result: ``(values, indices)``."""
         out = apply(ops.max, (self,), {"axis": axis, "keepdims": keepdims})
         if torch_spelling and axis is not None:
             return ValuesIndices(out, self.argmax(axis, keepdims))
@@ -93,7 +93,7 @@ class TensorMethods:
 
     @axis_keywords
     def min(self, axis=None, keepdims=False, *, torch_spelling=False):
-        """The smallest values along ``axis``; with ``dim=``, ``(values, indices)``."""
+        """The smallest values along ``axis``; under ``dim=``/``keepdim=``: (values, indices)."""
         out = apply(ops.min, (self,), {"axis": axis, "keepdims": keepdims})
         if torch_spelling and axis is not None:
             return ValuesIndices(out, self.argmin(axis, keepdims))
@@ -186,7 +186,7 @@ class TensorMethods:
     @axis_keywords
     def squeeze(self, axis=None, *, torch_spelling=False):
         """Drop dimensions of length 1 (``axis``: only those; NumPy raises for one of another
-        length). With PyTorch's ``dim=``, such a dimension stays, as in PyTorch."""
+        length). Under PyTorch's ``dim=``, such a dimension stays, as in PyTorch."""
         if torch_spelling and axis is not None:
             axes = (axis,) if isinstance(axis, int) else tuple(axis)
             axis = tuple(a for a in axes if self.shape[a] == 1)

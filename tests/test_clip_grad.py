@@ -222,10 +222,32 @@ def test_gpu_clipping_equals_the_cpu_reference(dtype, norm_type, device, kernels
     ours[-1].grad = gg.tensor(np.linspace(-2, 2, 70000).astype(dtype), device=device)
     total = nn.utils.clip_grad_norm_(ours, 0.5, norm_type)
     assert total.device == ours[0].device
-    assert total.item() == pytest.approx(expected, rel=10 * np.finfo(dtype).eps)
+    assert total.item() == pytest.approx(expected, rel=float(10 * np.finfo(dtype).eps))
     for p, r in zip(ours, ref, strict=True):
         np.testing.assert_allclose(p.grad.numpy(), r.grad.numpy(), rtol=8 * np.finfo(dtype).eps)
+        p.grad = gg.tensor(r.grad.numpy(), device=device)  # the same values for the clamp
     nn.utils.clip_grad_value_(ours, 1e-3)
     nn.utils.clip_grad_value_(ref, 1e-3)
     for p, r in zip(ours, ref, strict=True):
         np.testing.assert_array_equal(p.grad.numpy(), r.grad.numpy())
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("norm_type", [2.0, math.inf], ids=str)
+def test_gpu_clipping_of_non_finite_gradients_equals_the_cpu(norm_type, device):
+    if device == "cpu":
+        pytest.skip("the CPU passes are compared above")
+    results = []
+    for dev in ("cpu", device):
+        params = _params(np.float32, seed=6, device=dev)
+        grad = params[3].grad.numpy().copy()
+        grad[[5, 700]] = (np.nan, np.inf)
+        params[3].grad = gg.tensor(grad, device=dev)
+        with pytest.raises(RuntimeError, match=r"parameter 3 \(1000,\) holds NaN or inf"):
+            nn.utils.clip_grad_norm_(params, 1.0, norm_type, error_if_nonfinite=True)
+        total = nn.utils.clip_grad_norm_(params, 1.0, norm_type)
+        results.append((total.numpy(), [p.grad.numpy().copy() for p in params]))
+    (t_cpu, g_cpu), (t_gpu, g_gpu) = results
+    assert np.isnan(t_cpu) and np.isnan(t_gpu)
+    for a, b in zip(g_cpu, g_gpu, strict=True):
+        np.testing.assert_array_equal(a, b)  # NaN everywhere, as torch

@@ -79,7 +79,7 @@ def _groups(tensors) -> dict:
     for t in tensors:
         fast, slow = groups.setdefault((t.device, t.dtype), ([], []))
         a = t.data
-        takes = a.dtype in _KERNEL_DTYPES and a.flags.c_contiguous and a.flags.writeable
+        takes = a.dtype in _KERNEL_DTYPES and a.flags.c_contiguous and _writeable(a)
         if config.kernels and takes and not isinstance(a, np.generic):
             fast.append(a)
         else:
@@ -87,11 +87,15 @@ def _groups(tensors) -> dict:
     return groups
 
 
+def _writeable(a) -> bool:
+    return getattr(a.flags, "writeable", True)  # CuPy arrays have no such flag: always
+
+
 def _update(t, values) -> None:
     """Write ``values`` into t's array, or replace it when it cannot be written (a NumPy
     scalar, a read-only array)."""
     a = t.data
-    if isinstance(a, np.generic) or not a.flags.writeable:
+    if isinstance(a, np.generic) or not _writeable(a):
         t.data = t._xp.asarray(values, dtype=a.dtype).reshape(a.shape)
     else:
         a[...] = values
