@@ -197,8 +197,11 @@ class Module:
     def cpu(self) -> Module:
         return self.to("cpu")
 
-    def cuda(self, device: int | None = None) -> Module:
-        return self.to("cuda" if device is None else f"cuda:{device}")
+    def cuda(self, device: int | str | None = None) -> Module:
+        """To a GPU: ``cuda()``, ``cuda(1)`` or ``cuda("cuda:1")``; returns self."""
+        if device is None or isinstance(device, str):
+            return self.to(device or "cuda")
+        return self.to(f"cuda:{int(device)}")
 
     def float(self) -> Module:
         """Every parameter to float32 (PyTorch's ``model.float()``); returns self."""
