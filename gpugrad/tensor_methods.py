@@ -141,6 +141,11 @@ class TensorMethods:
             return self.reshape(1)
         shape = self.shape
         lo, hi = start_dim % self.ndim, end_dim % self.ndim
+        if lo > hi:
+            raise ValueError(
+                f"flatten: start_dim {start_dim} comes after end_dim {end_dim} for a tensor of "
+                f"shape {shape}"
+            )
         return self.reshape(*shape[:lo], -1, *shape[hi + 1 :])
 
     def transpose(self, *axes):

@@ -123,6 +123,8 @@ def test_tensor_conveniences_against_pytorch():
     for args in ((), (1,), (0, 1), (1, 2)):
         assert x.flatten(*args).shape == tuple(t.flatten(*args).shape)
     assert gg.tensor(3.0).flatten().shape == (1,)
+    with pytest.raises(ValueError, match="start_dim 2 comes after end_dim 1"):
+        x.flatten(2, 1)
     np.testing.assert_array_equal(x.swapaxes(0, 2).numpy(), t.transpose(0, 2).numpy())
     np.testing.assert_array_equal(x.swapdims(0, 2).numpy(), t.swapdims(0, 2).numpy())
     assert bool((x > -10).all()) and not bool((x > 10).any())
