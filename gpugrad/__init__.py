@@ -8,7 +8,7 @@
 (-8.0, 4.0, 4.0, -2.0)
 """
 
-from . import autograd, backends, cuda, distributed, functional, nn, optim, viz  # noqa: F401
+from . import aliases, autograd, backends, cuda, distributed, functional, nn, optim, viz  # noqa: F401
 from .anomaly import detect_anomaly
 from .autograd import grad
 from .cpu_replay import graph as cpu_graph
@@ -21,6 +21,8 @@ from .creation import (
     exp,
     expand_dims,
     eye,
+    from_dlpack,
+    from_numpy,
     full,
     log,
     manual_seed,
@@ -49,11 +51,11 @@ from .creation import (
 from .crosscheck import CrossCheckError, crosscheck
 from .device import OutOfMemoryError, cuda_device_count, cuda_is_available
 from .dispatch import OPS
-from .engine import enable_grad, is_grad_enabled, no_grad
+from .engine import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .gradcheck import GradcheckError, gradcheck, gradgradcheck
 from .serialization import load, save
 from .state import config
-from .tensor import Tensor, bool_, float16, float32, float64, from_dlpack, int32, int64, tensor
+from .tensor import Tensor, bool_, float16, float32, float64, int32, int64, tensor
 
 __version__ = "0.1.0"
 
@@ -86,6 +88,7 @@ __all__ = [
     "float32",
     "float64",
     "from_dlpack",
+    "from_numpy",
     "full",
     "functional",
     "grad",
@@ -112,6 +115,7 @@ __all__ = [
     "relu",
     "reshape",
     "save",
+    "set_grad_enabled",
     "sigmoid",
     "sqrt",
     "squeeze",
@@ -125,3 +129,16 @@ __all__ = [
     "zeros",
     "zeros_like",
 ]
+
+
+# PyTorch's spellings (gg.cat, gg.double, ...): the one table is gpugrad/aliases.py
+for _torch_name, _ours in aliases.FUNCTIONS.items():
+    globals()[_torch_name] = globals()[_ours]
+__all__ += list(aliases.FUNCTIONS)
+
+
+def __getattr__(name):
+    # Reached only for a name gpugrad does not have: say what PyTorch's name is here.
+    if name.startswith("_"):
+        raise AttributeError(f"module 'gpugrad' has no attribute {name!r}")
+    raise aliases.attribute_error("module 'gpugrad'", name, aliases.MODULE_HINTS, __all__)

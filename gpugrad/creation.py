@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import ops, state
+from .aliases import axis_keywords
+from .device import device_of, parse_device, xp_for
 from .dispatch import apply
 from .tensor import Tensor, float32, tensor
 
@@ -70,6 +72,45 @@ def randint(low: int, high: int, shape, device="cpu") -> Tensor:
     return tensor(default_rng().integers(low, high, shape, dtype=np.int64), device=device)
 
 
+def from_dlpack(x) -> Tensor:
+    """A tensor sharing memory with any DLPack producer (a PyTorch, JAX, NumPy or CuPy array).
+
+    >>> import numpy as np
+    >>> from_dlpack(np.arange(3.0)).tolist()
+    [0.0, 1.0, 2.0]
+    """
+    kind, index = x.__dlpack_device__()
+    if int(kind) == 1:  # kDLCPU
+        return Tensor._wrap(np.from_dlpack(x), "cpu")
+    if int(kind) in (2, 3):  # kDLCUDA, kDLCUDAHost
+        device = parse_device(f"cuda:{int(index)}")  # imports CuPy, or says why it cannot
+        return Tensor._wrap(xp_for(device).from_dlpack(x), device)
+    raise TypeError(f"from_dlpack: DLPack device type {int(kind)} is not supported (cpu or cuda)")
+
+
+def as_device_array(array):
+    """Wrap an existing array without copying (used by data loaders and kernels)."""
+    return Tensor._wrap(array, device_of(array))
+
+
+def from_numpy(array: np.ndarray) -> Tensor:
+    """A CPU tensor sharing memory with a NumPy array (PyTorch's torch.from_numpy): writes to
+    either show in the other, and the dtype stays as it is.
+
+    >>> a = np.zeros(2)
+    >>> t = from_numpy(a)
+    >>> a[0] = 5.0
+    >>> t.tolist(), t.dtype
+    ([5.0, 0.0], dtype('float64'))
+    """
+    if not isinstance(array, np.ndarray):
+        raise TypeError(
+            f"from_numpy: expected a numpy.ndarray, got {type(array).__name__}; use "
+            "gg.tensor(data) for other data"
+        )
+    return Tensor._wrap(array, "cpu")
+
+
 # ----------------------------------------------------------------------------- free functions
 
 
@@ -121,20 +162,24 @@ def matmul(x, y) -> Tensor:
     return apply(ops.matmul, _tensors(x, y), {})
 
 
+@axis_keywords
 def concatenate(tensors, axis: int = 0) -> Tensor:
     """Join tensors along an existing axis (numpy.concatenate)."""
     return apply(ops.concatenate, _tensors(*tensors), {"axis": axis})
 
 
+@axis_keywords
 def stack(tensors, axis: int = 0) -> Tensor:
     """Join tensors along a new axis (numpy.stack)."""
     return apply(ops.stack, _tensors(*tensors), {"axis": axis})
 
 
+@axis_keywords
 def sum(x, axis=None, keepdims=False) -> Tensor:
     return _tensors(x)[0].sum(axis, keepdims)
 
 
+@axis_keywords
 def mean(x, axis=None, keepdims=False) -> Tensor:
     return _tensors(x)[0].mean(axis, keepdims)
 
@@ -151,9 +196,12 @@ def broadcast_to(x, shape) -> Tensor:
     return _tensors(x)[0].broadcast_to(shape)
 
 
+@axis_keywords
 def expand_dims(x, axis) -> Tensor:
     return _tensors(x)[0].expand_dims(axis)
 
 
-def squeeze(x, axis=None) -> Tensor:
-    return _tensors(x)[0].squeeze(axis)
+@axis_keywords
+def squeeze(x, axis=None, *, torch_spelling=False) -> Tensor:
+    x = _tensors(x)[0]
+    return x.squeeze(dim=axis) if torch_spelling else x.squeeze(axis)

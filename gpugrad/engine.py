@@ -71,6 +71,31 @@ class enable_grad(_SetGrad):
     mode = True
 
 
+class set_grad_enabled(_SetGrad):
+    """Turn recording on or off: at once when called (``gg.set_grad_enabled(False)``), back to
+    the previous mode at the end of a ``with gg.set_grad_enabled(mode):`` block, or only inside
+    a function decorated with ``@gg.set_grad_enabled(mode)`` (PyTorch's three uses)."""
+
+    def __init__(self, mode: bool):
+        self.mode = bool(mode)
+        self._prev = state.grad_mode.enabled
+        state.grad_mode.enabled = self.mode
+
+    def __enter__(self):
+        return self
+
+    def __call__(self, fn):
+        state.grad_mode.enabled = self._prev  # as a decorator it changes nothing until called
+        mode = self.mode
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with set_grad_enabled(mode):
+                return fn(*args, **kwargs)
+
+        return wrapper
+
+
 class Node:
     """One recorded op application.
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import fused, ops, state
+from .aliases import axis_keywords
 from .cuda_graph import is_capturing
 from .device import move
 from .dispatch import apply
@@ -90,11 +91,13 @@ def silu(x: Tensor) -> Tensor:
     return apply(ops.silu, (_t(x),), {})
 
 
+@axis_keywords
 def softmax(x: Tensor, axis: int = -1) -> Tensor:
     """exp(x - max) / sum(exp(x - max)) along ``axis``."""
     return apply(ops.softmax, (_t(x),), {"axis": axis})
 
 
+@axis_keywords
 def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
     """x - logsumexp(x) along ``axis``, stable for logits of any size."""
     return apply(ops.log_softmax, (_t(x),), {"axis": axis})

@@ -1,7 +1,8 @@
 """The update rules of gpugrad's optimizers, written once for every implementation.
 
-``sgd`` and ``adam`` are PyTorch's rules (``torch.optim.SGD``, ``Adam``, ``AdamW``) for one
-value, on float64 numbers. The same functions serve three places:
+``sgd``, ``adam``, ``rmsprop`` and ``adagrad`` are PyTorch's rules (``torch.optim.SGD``,
+``Adam``, ``AdamW``, ``RMSprop``, ``Adagrad``) for one value, on float64 numbers. The same
+functions serve three places:
 
 - the reference step (``optim/``), which calls them on whole float64 arrays (NumPy or CuPy);
 - the Numba kernels (``backends/cpu_optim.py``), which compile them inline for one element;
@@ -9,10 +10,10 @@ value, on float64 numbers. The same functions serve three places:
   rows by the column indices that ``cuda_defines()`` prepends to their source.
 
 Each optimizer's hyperparameters travel as one float64 row per parameter, in the column order
-of ``SGD_COLUMNS`` / ``ADAM_COLUMNS``; column 0 ("active") is 0 for a parameter without a
-gradient this step. Terms that are off are skipped, never multiplied by zero: a parameter at
-+inf with weight_decay 0 stays inf instead of becoming 0 * inf = nan. This module imports only
-NumPy, so every layer may use it.
+of its ``*_COLUMNS`` table (``COLUMNS`` lists them); column 0 ("active") is 0 for a parameter
+without a gradient this step. Terms that are off are skipped, never multiplied by zero: a
+parameter at +inf with weight_decay 0 stays inf instead of becoming 0 * inf = nan. This module
+imports only NumPy, so every layer may use it.
 """
 
 from __future__ import annotations
@@ -43,6 +44,33 @@ ADAM_COLUMNS = (
     "maximize",
     "step",
 )
+RMSPROP_COLUMNS = (
+    "active",
+    "lr",
+    "alpha",
+    "eps",
+    "weight_decay",
+    "momentum",
+    "centered",
+    "maximize",
+)
+ADAGRAD_COLUMNS = (
+    "active",
+    "lr",
+    "lr_decay",
+    "weight_decay",
+    "initial_accumulator_value",
+    "eps",
+    "maximize",
+    "step",  # 1 on the step that creates the accumulator (it starts at the initial value)
+)
+# The tables the CUDA kernels read, by the prefix of their #define names.
+COLUMNS = {
+    "SGD": SGD_COLUMNS,
+    "ADAM": ADAM_COLUMNS,
+    "RMSPROP": RMSPROP_COLUMNS,
+    "ADAGRAD": ADAGRAD_COLUMNS,
+}
 
 
 def sgd(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, maximize, first):
@@ -70,8 +98,8 @@ def adam(p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, amsgrad, decoupl
          step_size, bc2_sqrt):  # fmt: skip
     """One Adam (decoupled False) or AdamW (decoupled True) step; returns (p, m, v, vmax).
 
-    AdamW: p *= 1 - lr * wd first; Adam: g += wd * p. Then m += (1 - beta1) (g - m) (torch's
-    lerp), v = beta2 v + (1 - beta2) g^2, v' = max(vmax, v) with AMSGrad (NaN propagates),
+    AdamW: p *= 1 - lr * wd first; Adam: g += wd * p. Then m = lerp(m, g, 1 - beta1) (torch's
+    two-sided form), v = beta2 v + (1 - beta2) g^2, v' = max(vmax, v) with AMSGrad (NaN propagates),
     p -= step_size * m / (sqrt(v') / bc2_sqrt + eps).
     """
     d = -g if maximize else g
@@ -80,7 +108,8 @@ def adam(p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, amsgrad, decoupl
             p = p * (1.0 - lr * weight_decay)
     elif weight_decay != 0.0:
         d = d + weight_decay * p
-    m = m + (1.0 - beta1) * (d - m)
+    w = 1.0 - beta1  # torch's lerp(m, d, w): two forms, the more accurate one for each w
+    m = m + w * (d - m) if w < 0.5 else d - (d - m) * (1.0 - w)
     v = beta2 * v + (1.0 - beta2) * d * d
     if amsgrad:
         vmax = np.maximum(vmax, v)
@@ -90,12 +119,54 @@ def adam(p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, amsgrad, decoupl
     return p - step_size * m / denom, m, v, vmax
 
 
+def rmsprop(p, g, square_avg, grad_avg, buf, lr, alpha, eps, weight_decay, momentum, centered,
+            maximize):  # fmt: skip
+    """One RMSprop step; returns (p, square_avg, grad_avg, momentum buffer).
+
+    d = g (+ wd * p); s = alpha s + (1 - alpha) d^2; centered: a = lerp(a, d, 1 - alpha) and
+    denom = sqrt(s - a^2) + eps, else sqrt(s) + eps; with momentum b = momentum b + d / denom
+    and p -= lr b, without p -= lr d / denom. Every buffer starts at 0.
+    """
+    d = -g if maximize else g
+    if weight_decay != 0.0:
+        d = d + weight_decay * p
+    square_avg = alpha * square_avg + (1.0 - alpha) * d * d
+    if centered:
+        w = 1.0 - alpha
+        grad_avg = grad_avg + w * (d - grad_avg) if w < 0.5 else d - (d - grad_avg) * (1.0 - w)
+        denom = np.sqrt(square_avg - grad_avg * grad_avg) + eps
+    else:
+        denom = np.sqrt(square_avg) + eps
+    if momentum != 0.0:
+        buf = momentum * buf + d / denom
+        return p - lr * buf, square_avg, grad_avg, buf
+    return p - lr * (d / denom), square_avg, grad_avg, buf
+
+
+def adagrad_lr(lr, lr_decay, step):
+    """Adagrad's decayed step size at step number ``step`` (1, 2, ...), once per parameter."""
+    return lr / (1.0 + (step - 1.0) * lr_decay)
+
+
+def adagrad(p, g, state_sum, clr, weight_decay, initial_accumulator_value, eps, maximize, first):
+    """One Adagrad step with step size ``clr`` (``adagrad_lr``); returns (p, sum).
+
+    d = g (+ wd * p); sum += d^2, where sum starts at initial_accumulator_value (``first``);
+    p -= clr d / (sqrt(sum) + eps).
+    """
+    d = -g if maximize else g
+    if weight_decay != 0.0:
+        d = d + weight_decay * p
+    state_sum = (initial_accumulator_value if first else state_sum) + d * d
+    return p - clr * (d / (np.sqrt(state_sum) + eps)), state_sum
+
+
 def cuda_defines() -> str:
     """``#define GG_SGD_LR 1``-style column indices for kernels/optim.cu."""
-    lines = [f"#define GG_SGD_{c.upper()} {i}\n" for i, c in enumerate(SGD_COLUMNS)]
-    lines += [f"#define GG_ADAM_{c.upper()} {i}\n" for i, c in enumerate(ADAM_COLUMNS)]
-    lines.append(f"#define GG_SGD_COLUMNS {len(SGD_COLUMNS)}\n")
-    lines.append(f"#define GG_ADAM_COLUMNS {len(ADAM_COLUMNS)}\n")
+    lines = []
+    for prefix, columns in COLUMNS.items():
+        lines += [f"#define GG_{prefix}_{c.upper()} {i}\n" for i, c in enumerate(columns)]
+        lines.append(f"#define GG_{prefix}_COLUMNS {len(columns)}\n")
     return "".join(lines)
 
 
@@ -145,4 +216,42 @@ def adam_rows(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, hp) -> None
         v[...] = new_v
         if amsgrad:
             vmax[...] = new_vmax
+        p[...] = new_p
+
+
+@np.errstate(all="ignore")
+def rmsprop_rows(params, grads, square_avgs, grad_avgs, bufs, hp) -> None:
+    """RMSprop over every parameter; ``grad_avgs[k]`` / ``bufs[k]`` may be None where row k is
+    not centered / has no momentum."""
+    for k, (p, g) in enumerate(zip(params, grads, strict=True)):
+        active, lr, alpha, eps, wd, momentum, centered, maximize = (float(v) for v in hp[k])
+        if not active:
+            continue
+        a, b = grad_avgs[k], bufs[k]
+        new_p, new_s, new_a, new_b = rmsprop(
+            _f64(p), _f64(g), _f64(square_avgs[k]), _f64(a) if centered else 0.0,
+            _f64(b) if momentum != 0.0 else 0.0, lr, alpha, eps, wd, momentum, bool(centered),
+            bool(maximize),
+        )  # fmt: skip
+        square_avgs[k][...] = new_s
+        if centered:
+            a[...] = new_a
+        if momentum != 0.0:
+            b[...] = new_b
+        p[...] = new_p
+
+
+@np.errstate(all="ignore")
+def adagrad_rows(params, grads, sums, hp) -> None:
+    """Adagrad over every parameter."""
+    for k, (p, g) in enumerate(zip(params, grads, strict=True)):
+        active, lr, lr_decay, wd, initial, eps, maximize, step = (float(v) for v in hp[k])
+        if not active:
+            continue
+        first = step == 1.0
+        new_p, new_sum = adagrad(
+            _f64(p), _f64(g), 0.0 if first else _f64(sums[k]), adagrad_lr(lr, lr_decay, step),
+            wd, initial, eps, bool(maximize), first,
+        )  # fmt: skip
+        sums[k][...] = new_sum
         p[...] = new_p

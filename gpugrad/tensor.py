@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import engine, graph, ops, state
+from . import aliases, engine, graph, ops, state
+from .aliases import ElementCount
 from .device import device_of, move, parse_device, xp_for
 from .dispatch import apply
 from .tensor_methods import TensorMethods
@@ -58,7 +59,6 @@ class Tensor(TensorMethods):
         "_view_version",  # a view's version when its graph last matched its memory, else None
         "__weakref__",
     )
-    __array_ufunc__ = None  # NumPy defers `ndarray <op> Tensor` to our reflected operators
 
     def __init__(self, data, dtype=None, device=None, requires_grad=False):
         # device=None: where the data already is (a CuPy array's GPU), else the CPU
@@ -91,7 +91,7 @@ class Tensor(TensorMethods):
 
     shape = property(lambda self: tuple(self.data.shape))
     ndim = property(lambda self: self.data.ndim)
-    size = property(lambda self: int(self.data.size))
+    size = property(lambda self: ElementCount(self.data.size))  # x.size(0) says: x.shape[0]
     dtype = property(lambda self: self.data.dtype)
     is_leaf = property(lambda self: self._node is None)
     grad_fn = property(lambda self: self._node)
@@ -131,23 +131,11 @@ class Tensor(TensorMethods):
         """The values as a NumPy array (shares memory on the CPU, copies from a GPU)."""
         return self.data if self.device == "cpu" else move(self.data, "cpu")
 
-    def item(self):
-        if self.size != 1:
-            raise ValueError(f"item: only one-element tensors convert, got shape {self.shape}")
-        return self.numpy().reshape(()).item()
-
-    def tolist(self):
-        return self.numpy().tolist()
-
     def detach(self) -> Tensor:
         """The same data, cut off from the graph (shares memory and version counter)."""
         t = Tensor._wrap(self.data, self.device)
         t._version = self._version
         return t
-
-    def astype(self, dtype) -> Tensor:
-        """NumPy's spelling of ``.to(dtype)``: the values in another dtype (differentiable)."""
-        return self.to(dtype)
 
     def clone(self) -> Tensor:
         """A copy in new memory that stays in the graph (its gradient flows back to self)."""
@@ -157,27 +145,23 @@ class Tensor(TensorMethods):
 
     copy = clone
 
-    def to(self, target, dtype=None) -> Tensor:
-        """Move to a device (``"cpu"``, ``"cuda"``, ``"cuda:1"``) and/or convert the dtype."""
+    def to(self, target=None, dtype=None, *, device=None) -> Tensor:
+        """Move to a device (``"cpu"``, ``"cuda"``, ``"cuda:1"``) and/or convert the dtype
+        (``gg.float64`` or ``"float64"``); ``x.to(other)`` takes other's device and dtype."""
+        if isinstance(target, Tensor):
+            target, dtype = target.device, target.dtype if dtype is None else dtype
+        device, dtype = aliases.to_arguments("to", target, dtype, device)
         out = self
-        if isinstance(target, str):
-            device = parse_device(target)
+        if device is not None:
+            device = parse_device(device)
             if device != self.device:
                 out = apply(ops.to_device, (self,), {"device": device, "source": self.device})
-        else:
-            dtype = target if dtype is None else dtype
-        if dtype is not None and np.dtype(dtype) != out.dtype:
+        if dtype is not None and dtype != out.dtype:
             if out.requires_grad and _is_float(dtype):
                 out = apply(ops.cast, (out,), {"dtype": np.dtype(dtype)})
             else:
                 out = Tensor._wrap(out.data.astype(dtype), out.device)
         return out
-
-    def cpu(self) -> Tensor:
-        return self.to("cpu")
-
-    def cuda(self, index: int = 0) -> Tensor:
-        return self.to(f"cuda:{index}")
 
     def __array__(self, dtype=None, copy=None):
         if self.device != "cpu":
@@ -196,21 +180,8 @@ class Tensor(TensorMethods):
             extra += ", requires_grad=True"
         return f"tensor({body}, {extra})"
 
-    def __len__(self) -> int:
-        if self.ndim == 0:
-            raise TypeError("len() of a 0-d tensor")
-        return self.data.shape[0]
-
-    def __bool__(self) -> bool:
-        return bool(self.item())
-
-    def __float__(self) -> float:
-        return float(self.item())
-
-    def __int__(self) -> int:
-        return int(self.item())
-
-    __hash__ = object.__hash__  # tensors are dict keys by identity, like PyTorch's
+    __hash__ = object.__hash__  # tensors are dict keys by identity, like PyTorch's (__eq__
+    # is elementwise, which would otherwise leave the class unhashable)
 
     # ------------------------------------------------------------------ autograd
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
@@ -441,25 +412,6 @@ class Tensor(TensorMethods):
             self.data[index] = self._operand(value).data
             self._version[0] += 1
 
-    # --- interop
-    def __dlpack__(self, stream=None, **kwargs):
-        """Export the data through DLPack without a copy (NumPy on the CPU, CuPy on a GPU)."""
-        if stream is not None:
-            kwargs["stream"] = stream
-        return self.data.__dlpack__(**kwargs)
-
-    def __dlpack_device__(self):
-        return self.data.__dlpack_device__()
-
-    @property
-    def __cuda_array_interface__(self):
-        """CuPy's view of a GPU tensor's memory; CPU tensors have no such attribute."""
-        if self.device == "cpu":
-            raise AttributeError(
-                "__cuda_array_interface__: this tensor is on the cpu; use __array__ or DLPack"
-            )
-        return self.data.__cuda_array_interface__
-
 
 def _index_arrays(index, device):
     """Tensors inside an index become arrays; everything else passes through."""
@@ -484,22 +436,5 @@ def tensor(data, dtype=None, device=None, requires_grad=False) -> Tensor:
     return Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
-def from_dlpack(x) -> Tensor:
-    """A tensor sharing memory with any DLPack producer (a PyTorch, JAX, NumPy or CuPy array).
-
-    >>> import numpy as np
-    >>> from_dlpack(np.arange(3.0)).tolist()
-    [0.0, 1.0, 2.0]
-    """
-    kind, index = x.__dlpack_device__()
-    if int(kind) == 1:  # kDLCPU
-        return Tensor._wrap(np.from_dlpack(x), "cpu")
-    if int(kind) in (2, 3):  # kDLCUDA, kDLCUDAHost
-        device = parse_device(f"cuda:{int(index)}")  # imports CuPy, or says why it cannot
-        return Tensor._wrap(xp_for(device).from_dlpack(x), device)
-    raise TypeError(f"from_dlpack: DLPack device type {int(kind)} is not supported (cpu or cuda)")
-
-
-def as_device_array(array):
-    """Wrap an existing array without copying (used by data loaders and kernels)."""
-    return Tensor._wrap(array, device_of(array))
+for _torch_name, _ours in aliases.TENSOR_METHODS.items():  # x.view is x.reshape, ...
+    setattr(Tensor, _torch_name, getattr(Tensor, _ours))

@@ -330,6 +330,50 @@ def test_multi_tensor_adam_matches_the_reference(cp, cuda, dtype):
     _close(d["x"][1], vmax[1], dtype, "adam max_exp_avg_sq")
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_multi_tensor_rmsprop_matches_the_reference(cp, cuda, dtype):
+    rng = np.random.default_rng(9)
+    sizes = [(4, 4), (70000,), (3,), (0,)]
+    params, grads, (sq, ga, bufs) = _optim_case(rng, dtype, sizes)
+    ga[0] = ga[0] * 0.01  # centered rows need s - a^2 > 0
+    hp = np.array(
+        [[1, 1e-2, 0.99, 1e-8, 0.0, 0.9, 1, 0], [1, 1e-3, 0.3, 1e-6, 0.1, 0.0, 0, 1],
+         [0, 1e-2, 0.99, 1e-8, 0.0, 0.0, 0, 0], [1, 1e-2, 0.9, 1e-8, 0.0, 0.5, 0, 0]], np.float64
+    )  # fmt: skip
+    d = {k: [cp.asarray(a) for a in arrs] for k, arrs in
+         dict(p=params, g=grads, s=sq, a=ga, b=bufs).items()}  # fmt: skip
+    none = [None] * len(sizes)
+    centered = [d["a"][0], None, None, None]
+    momentum = [d["b"][0], None, None, d["b"][3]]
+    cuda.rmsprop_step(d["p"], d["g"], d["s"], centered, momentum, hp)
+    optim_rules.rmsprop_rows(params, grads, sq, [ga[0], *none[1:]],
+                             [bufs[0], None, None, bufs[3]], hp)  # fmt: skip
+    for k in range(len(sizes)):
+        for name, ref in (("p", params), ("s", sq)):
+            _close(d[name][k], ref[k], dtype, f"rmsprop {name} {k}")
+    _close(d["a"][0], ga[0], dtype, "rmsprop grad_avg")
+    _close(d["b"][0], bufs[0], dtype, "rmsprop momentum_buffer")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_multi_tensor_adagrad_matches_the_reference(cp, cuda, dtype):
+    rng = np.random.default_rng(10)
+    sizes = [(4, 4), (70000,), (3,)]
+    params, grads, (sums, _, _) = _optim_case(rng, dtype, sizes)
+    hp = np.array(
+        [[1, 0.1, 0.0, 0.0, 0.0, 1e-10, 0, 1], [1, 0.1, 0.01, 0.1, 0.5, 1e-10, 1, 1],
+         [1, 0.05, 0.1, 0.0, 0.0, 1e-6, 0, 7]], np.float64
+    )  # fmt: skip
+    dp, ds = [cp.asarray(a) for a in params], [cp.asarray(a) for a in sums]
+    cuda.adagrad_step(dp, [cp.asarray(g) for g in grads], ds, hp)
+    optim_rules.adagrad_rows(params, grads, sums, hp)
+    for k in range(len(sizes)):
+        _close(dp[k], params[k], dtype, f"adagrad param {k}")
+        _close(ds[k], sums[k], dtype, f"adagrad sum {k}")
+
+
 DISPATCHED = ("relu", "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax", "matmul",
               "cross_entropy", "binary_cross_entropy_with_logits", "mse_loss",
               "bias_act")  # fmt: skip

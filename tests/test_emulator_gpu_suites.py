@@ -16,6 +16,7 @@ import pytest
 from emulated import built_kernels, emulated_cp, emulated_cuda  # noqa: F401  (fixtures)
 
 SUITES = (
+    "test_clip_grad",
     "test_cuda",
     "test_ops",
     "test_optim",

@@ -462,6 +462,123 @@ def test_layernorm_kernels(cp, cuda, kind, d, grid, dtype):
         close(got_, want, dtype, f"layernorm {what} d={d}", tol=loose)
 
 
+@pytest.mark.parametrize("grid", GRIDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_multi_tensor_rmsprop(cp, cuda, grid, dtype):
+    rng = np.random.default_rng(3)
+    arrays = {k: [rng.standard_normal(s).astype(dtype) for s in OPTIM_SIZES] for k in "pgsab"}
+    arrays["s"] = [np.abs(v) + 1.0 for v in arrays["s"]]  # centered rows need s - a^2 > 0
+    arrays["a"] = [v * 0.1 for v in arrays["a"]]
+    hp = np.array(  # centered + momentum; alpha < 0.5 (lerp's other form) + wd + maximize;
+        [  # inactive; momentum only
+            [1, 1e-2, 0.99, 1e-8, 0.0, 0.9, 1, 0],
+            [1, 1e-3, 0.3, 1e-6, 0.1, 0.0, 1, 1],
+            [0, 1e-2, 0.99, 1e-8, 0.0, 0.0, 0, 0],
+            [1, 1e-2, 0.9, 1e-8, 0.0, 0.5, 0, 0],
+        ],
+        np.float64,
+    )
+    centered = [hp[k, 6] != 0 for k in range(len(OPTIM_SIZES))]
+    momentum = [hp[k, 5] != 0 for k in range(len(OPTIM_SIZES))]
+    dev = {k: [cp.asarray(a) for a in v] for k, v in arrays.items()}
+    da = [a if c else None for a, c in zip(dev["a"], centered, strict=True)]
+    db = [b if m else None for b, m in zip(dev["b"], momentum, strict=True)]
+    _launch_step(cp, cuda, "rmsprop_step", [dev["p"], dev["g"], dev["s"], da, db], hp, grid)
+    r = {k: [f64(a) for a in v] for k, v in arrays.items()}
+    ra = [a if c else None for a, c in zip(r["a"], centered, strict=True)]
+    rb = [b if m else None for b, m in zip(r["b"], momentum, strict=True)]
+    ref(optim_rules.rmsprop_rows, r["p"], r["g"], r["s"], ra, rb, hp)
+    for k in range(len(OPTIM_SIZES)):
+        keys = "ps" + ("a" if centered[k] else "") + ("b" if momentum[k] else "")
+        for key in keys:
+            close(dev[key][k], r[key][k], dtype, f"rmsprop {key} {k}")
+
+
+@pytest.mark.parametrize("grid", GRIDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_multi_tensor_adagrad(cp, cuda, grid, dtype):
+    rng = np.random.default_rng(4)
+    params = [rng.standard_normal(s).astype(dtype) for s in OPTIM_SIZES]
+    grads = [rng.standard_normal(s).astype(dtype) for s in OPTIM_SIZES]
+    sums = [rng.random(s).astype(dtype) for s in OPTIM_SIZES]
+    hp = np.array(  # the first step (seeds the sum), lr_decay + wd + maximize, inactive, step 7
+        [
+            [1, 0.1, 0.0, 0.0, 0.5, 1e-10, 0, 1],
+            [1, 0.1, 0.01, 0.1, 0.0, 1e-10, 1, 3],
+            [0, 0.1, 0.0, 0.0, 0.0, 1e-10, 0, 1],
+            [1, 0.05, 0.1, 0.0, 0.0, 1e-6, 0, 7],
+        ],
+        np.float64,
+    )
+    dp, dg, ds = ([cp.asarray(a) for a in arrs] for arrs in (params, grads, sums))
+    _launch_step(cp, cuda, "adagrad_step", [dp, dg, ds], hp, grid)
+    p64, s64 = [f64(p) for p in params], [f64(v) for v in sums]
+    ref(optim_rules.adagrad_rows, p64, [f64(g) for g in grads], s64, hp)
+    for k in range(len(OPTIM_SIZES)):
+        close(dp[k], p64[k], dtype, f"adagrad param {k}")
+        close(ds[k], s64[k], dtype, f"adagrad sum {k}")
+
+
+def _clip_grads(rng, dtype, special):
+    grads = [(rng.standard_normal(s) * 3).astype(dtype) for s in OPTIM_SIZES]
+    if special:
+        grads[1][[5, 66000]] = (np.nan, np.inf)
+    return grads
+
+
+@pytest.mark.parametrize("special", [False, True], ids=["finite", "nan-inf"])
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, 2.5, math.inf], ids=str)
+@pytest.mark.parametrize("grid", GRIDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_grad_norm_partials(cp, cuda, grid, dtype, norm_type, special):
+    rng = np.random.default_rng(5)
+    grads = _clip_grads(rng, dtype, special)
+    dg = [cp.asarray(g) for g in grads]
+    ptrs, sizes, chunk_tensor, chunk_start, n_chunks = _tables(cp, [dg])
+    partials = cp.empty(n_chunks, np.float64)
+    args = (*ptrs, sizes, chunk_tensor, chunk_start, np.int32(n_chunks), np.int64(cuda_chunk()))
+    args += (np.float64(norm_type), partials)
+    g = (1,) if grid == "one block" else (n_chunks,)
+    cuda.launch("optim.cu", "grad_norm_partials", dtype, g, (256,), args)
+    # one partial per chunk: the chunk's sum of |g|^p (max |g| for inf) in float64
+    expect = []
+    for t, start in zip(chunk_tensor.get(), chunk_start.get(), strict=True):
+        a = np.abs(f64(grads[t]).reshape(-1)[start : start + cuda_chunk()])
+        expect.append(ref(lambda a=a: a.max() if math.isinf(norm_type) else (a**norm_type).sum()))
+    close(partials, expect, "float64", "norm partials", dict(rtol=1e-12, atol=0))
+    # and through the launcher, reduced
+    total = cuda.grad_norm_partial(dg, norm_type)
+    if special:  # a NaN anywhere makes the sum and the max NaN
+        assert math.isnan(float(total))
+    elif math.isinf(norm_type):
+        assert float(total) == max(expect)
+    else:
+        assert float(total) == pytest.approx(sum(expect), rel=1e-12)
+
+
+@pytest.mark.parametrize("grid", GRIDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_grad_scale_and_clamp(cp, cuda, grid, dtype):
+    rng = np.random.default_rng(6)
+    grads = _clip_grads(rng, dtype, special=True)
+    coef = 0.3
+    for name in ("grad_scale", "grad_clamp"):
+        dg = [cp.asarray(g) for g in grads]
+        ptrs, sizes, chunk_tensor, chunk_start, n_chunks = _tables(cp, [dg])
+        args = (*ptrs, sizes, chunk_tensor, chunk_start, np.int32(n_chunks))
+        args += (np.int64(cuda_chunk()),)
+        if name == "grad_scale":
+            args += (cp.asarray(np.array([coef])),)
+        else:
+            args += (np.dtype(dtype).type(coef),)
+        g = (1,) if grid == "one block" else (n_chunks,)
+        cuda.launch("optim.cu", name, dtype, g, (256,), args)
+        c = np.dtype(dtype).type(coef)
+        for k, host in enumerate(grads):
+            expect = host * c if name == "grad_scale" else np.clip(host, -c, c)  # NaN stays
+            np.testing.assert_array_equal(dg[k].get(), expect, err_msg=f"{name} {k}")
+
+
 def test_every_kernel_in_the_table_is_covered(emulator_kernels):
     from gpugrad.backends.cuda import KERNELS
 
@@ -491,7 +608,15 @@ def test_every_kernel_in_the_table_is_covered(emulator_kernels):
             "layernorm_param_bwd",
         },
         "matmul.cu": {"matmul_tiled_vec", "matmul_tiled_scalar"},
-        "optim.cu": {"sgd_step", "adam_step"},
+        "optim.cu": {
+            "sgd_step",
+            "adam_step",
+            "rmsprop_step",
+            "adagrad_step",
+            "grad_norm_partials",
+            "grad_scale",
+            "grad_clamp",
+        },
     }
     assert {f: set(b) for f, b in KERNELS.items()} == covered
 

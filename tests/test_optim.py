@@ -28,6 +28,23 @@ ADAM_CASES = [
     (optim.AdamW, "AdamW", dict(lr=0.01)),
     (optim.AdamW, "AdamW", dict(lr=0.01, weight_decay=0.5, amsgrad=True)),
 ]
+RMSPROP_ADAGRAD_CASES = [
+    (optim.RMSprop, "RMSprop", dict(lr=0.01)),
+    (optim.RMSprop, "RMSprop", dict(lr=0.01, alpha=0.9, eps=1e-6, weight_decay=0.1)),
+    (optim.RMSprop, "RMSprop", dict(lr=0.01, momentum=0.9, centered=True)),
+    (
+        optim.RMSprop,
+        "RMSprop",
+        dict(lr=0.01, alpha=0.3, momentum=0.5, centered=True, maximize=True),
+    ),  # fmt: skip  (alpha < 0.5: lerp's other form)
+    (optim.Adagrad, "Adagrad", dict(lr=0.1)),
+    (optim.Adagrad, "Adagrad", dict(lr=0.1, lr_decay=0.05, weight_decay=0.1)),
+    (
+        optim.Adagrad,
+        "Adagrad",
+        dict(lr=0.1, initial_accumulator_value=0.5, eps=1e-6, maximize=True),
+    ),  # fmt: skip
+]
 SHAPES = [(4, 3), (3,), (2, 2, 2)]
 
 
@@ -129,10 +146,51 @@ def test_adam_trajectory_matches_pytorch(cls, name, kw, use_kernels, kernels):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("use_kernels", [True, False], ids=["numba", "reference"])
+@pytest.mark.parametrize(
+    "cls, name, kw", RMSPROP_ADAGRAD_CASES, ids=lambda v: getattr(v, "__name__", str(v))
+)
+def test_rmsprop_and_adagrad_trajectories_match_pytorch_in_float64(
+    cls, name, kw, use_kernels, kernels
+):
+    torch = pytest.importorskip("torch")
+    kernels(use_kernels)
+    params = _params()
+    opt = cls(params, **kw)
+    ours = _run(opt, params, 50)
+    for a, b in zip(ours, _torch_run(torch, name, kw, 50), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
+    assert opt.state[params[0]]["step"] == 50
+
+
+def test_rmsprop_and_adagrad_first_steps_by_hand():
+    w = gg.tensor([2.0], dtype=gg.float64, requires_grad=True)
+    opt = optim.RMSprop([w], lr=0.1, alpha=0.5, eps=0.0, momentum=0.5)
+    w.grad = [1.0]
+    opt.step()  # s = 0.5; b = 1 / sqrt(0.5); w = 2 - 0.1 b
+    b1 = 1 / math.sqrt(0.5)
+    assert w.item() == pytest.approx(2 - 0.1 * b1, rel=1e-15)
+    w.grad = [3.0]
+    opt.step()  # s = 0.25 + 4.5; b = 0.5 b1 + 3 / sqrt(s)
+    b2 = 0.5 * b1 + 3 / math.sqrt(4.75)
+    assert w.item() == pytest.approx(2 - 0.1 * b1 - 0.1 * b2, rel=1e-15)
+
+    v = gg.tensor([1.0], dtype=gg.float64, requires_grad=True)
+    opt = optim.Adagrad([v], lr=1.0, lr_decay=1.0, initial_accumulator_value=3.0, eps=0.0)
+    v.grad = [1.0]
+    opt.step()  # sum = 3 + 1; v -= 1 / 2
+    assert v.item() == 0.5
+    v.grad = [2.0]
+    opt.step()  # sum = 8; lr 1 / (1 + 1); v -= 0.5 * 2 / sqrt(8)
+    assert v.item() == pytest.approx(0.5 - 1 / math.sqrt(8), rel=1e-15)
+
+
 # ----------------------------------------------------------------------------- fused vs reference
 
 
-ALL_CASES = [(optim.SGD, kw) for kw in SGD_CASES] + [(c, kw) for c, _, kw in ADAM_CASES]
+ALL_CASES = [(optim.SGD, kw) for kw in SGD_CASES] + [
+    (c, kw) for c, _, kw in ADAM_CASES + RMSPROP_ADAGRAD_CASES
+]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -286,6 +344,14 @@ def test_constructor_errors():
         optim.SGD([{"params": p}, {"params": p[:1]}], lr=0.1)
     with pytest.raises(TypeError, match="single Tensor"):
         optim.SGD(p[0], lr=0.1)
+    with pytest.raises(ValueError, match="RMSprop: invalid alpha value -0.5"):
+        optim.RMSprop(p, alpha=-0.5)
+    with pytest.raises(ValueError, match="RMSprop: invalid momentum value nan"):
+        optim.RMSprop(p, momentum=float("nan"))
+    with pytest.raises(ValueError, match="Adagrad: invalid initial_accumulator_value"):
+        optim.Adagrad(p, initial_accumulator_value=-1)
+    with pytest.raises(ValueError, match="Adagrad: invalid lr_decay"):
+        optim.Adagrad(p, lr_decay=-1)
 
 
 # ----------------------------------------------------------------------------- state dicts

@@ -1,11 +1,11 @@
 """One update rule per optimizer, the same result on every path.
 
-``gpugrad.optim_rules`` holds SGD and Adam/AdamW once; the reference step runs it on float64
-arrays, the Numba kernels inline it per element (gradients packed in one buffer, or listed for
-large parameters), the CUDA kernel follows it. Here every path takes one step from parameters
-at +-inf, NaN, 0, huge and tiny magnitudes, with special gradients too, and must agree with
-the reference bit for bit on the CPU (both compute in float64 and round once) and within a
-float32 ulp or two on the GPU (where multiply-adds may fuse).
+``gpugrad.optim_rules`` holds SGD, Adam/AdamW, RMSprop and Adagrad once; the reference step
+runs it on float64 arrays, the Numba kernels inline it per element (gradients packed in one
+buffer, or listed for large parameters), the CUDA kernel follows it. Here every path takes two
+steps from parameters at +-inf, NaN, 0, huge and tiny magnitudes, with special gradients too,
+and must agree with the reference bit for bit on the CPU (both compute in float64 and round
+once) and within a float32 ulp or two on the GPU (where multiply-adds may fuse).
 """
 
 from __future__ import annotations
@@ -34,6 +34,12 @@ CONFIGS = [
     (optim.AdamW, dict(lr=1e-2)),
     (optim.AdamW, dict(lr=1e-2, weight_decay=0.0, maximize=True)),
     (optim.AdamW, dict(lr=1e-2, amsgrad=True)),
+    (optim.RMSprop, dict(lr=1e-2)),
+    (optim.RMSprop, dict(lr=1e-2, weight_decay=0.01, momentum=0.9, centered=True)),
+    (optim.RMSprop, dict(lr=1e-2, alpha=0.4, centered=True, maximize=True)),
+    (optim.Adagrad, dict(lr=0.1)),
+    (optim.Adagrad, dict(lr=0.1, lr_decay=0.1, weight_decay=0.01, initial_accumulator_value=0.1)),
+    (optim.Adagrad, dict(lr=0.1, maximize=True, eps=0.0)),
 ]
 
 
@@ -90,7 +96,7 @@ def test_cuda_kernel_equals_the_reference(case, dtype, device):
 
 def test_a_parameter_at_inf_stays_inf_without_weight_decay():
     """0 * inf is NaN: a term that is off is skipped, never multiplied by zero."""
-    for cls in (optim.SGD, optim.Adam, optim.AdamW):
+    for cls in (optim.SGD, optim.Adam, optim.AdamW, optim.RMSprop, optim.Adagrad):
         for kernels in (True, False):
             gg.config.kernels = kernels
             p = gg.tensor(np.array([np.inf, -np.inf], np.float32), requires_grad=True)
@@ -102,7 +108,8 @@ def test_a_parameter_at_inf_stays_inf_without_weight_decay():
 
 def test_the_rules_match_pytorch_on_finite_values():
     torch = pytest.importorskip("torch")
-    torch_cls = {"SGD": torch.optim.SGD, "Adam": torch.optim.Adam, "AdamW": torch.optim.AdamW}
+    names = ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad")
+    torch_cls = {name: getattr(torch.optim, name) for name in names}
     finite = np.isfinite(SPECIAL) & np.isfinite(GRADS) & (np.abs(SPECIAL) < 1e20)
     for cls, kw in CONFIGS:
         start, grad = SPECIAL[finite], GRADS[finite]

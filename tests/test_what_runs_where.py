@@ -12,9 +12,14 @@ from gpugrad.backends.cuda import KERNELS
 from gpugrad.dispatch import what_runs_where
 
 ROOT = Path(__file__).resolve().parents[1]
-OPTIMIZER_KERNELS = {
+OPTIMIZER_KERNELS = {  # kernels no op runs: the optimizers' steps and gradient clipping
     "sgd_step": "optimizers: SGD step",
     "adam_step": "optimizers: Adam and AdamW step",
+    "rmsprop_step": "optimizers: RMSprop step",
+    "adagrad_step": "optimizers: Adagrad step",
+    "grad_norm_partials": "optimizers: nn.utils.clip_grad_norm_",
+    "grad_scale": "optimizers: nn.utils.clip_grad_norm_",
+    "grad_clamp": "optimizers: nn.utils.clip_grad_value_",
 }
 
 

@@ -7,7 +7,7 @@
 (5, 2)
 """
 
-from . import init
+from . import init, utils
 from .embedding import Embedding
 from .layers import (
     GELU,
@@ -72,4 +72,5 @@ __all__ = [
     "Tanh",
     "init",
     "linear_act",
+    "utils",
 ]

@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .. import aliases
 from ..device import move, parse_device
 from ..engine import no_grad
 from ..tensor import Tensor
@@ -222,19 +223,17 @@ class Module:
     def eval(self) -> Module:
         return self.train(False)
 
-    def to(self, target=None, dtype=None) -> Module:
-        """Move and/or cast every parameter and buffer (``"cuda"``, ``gg.float64``, or both);
-        returns self.
+    def to(self, target=None, dtype=None, *, device=None) -> Module:
+        """Move and/or cast every parameter and buffer (``"cuda"``, ``gg.float64`` or
+        ``"float64"``, or both; ``device=`` and ``dtype=`` by name too); returns self.
 
         Parameters keep their identity (their array is swapped), so an optimizer built before
         the call still holds them. Gradients follow their parameters; integer buffers (a
         counter of batches) move but keep their dtype.
         """
-        device = None
-        if isinstance(target, str):
-            device = parse_device(target)
-        elif target is not None:
-            dtype = target
+        device, dtype = aliases.to_arguments("Module.to", target, dtype, device)
+        if device is not None:
+            device = parse_device(device)
         if dtype is not None and np.dtype(dtype).kind != "f":
             raise TypeError(f"Module.to: parameters must stay floating point, got {dtype}")
         with no_grad():
@@ -249,6 +248,49 @@ class Module:
                 if arr is not t.data:
                     t.data = arr
                     t._version[0] += 1
+        return self
+
+    def cpu(self) -> Module:
+        return self.to("cpu")
+
+    def cuda(self, device: int | str | None = None) -> Module:
+        """To a GPU: ``cuda()``, ``cuda(1)`` or ``cuda("cuda:1")``; returns self."""
+        if device is None or isinstance(device, str):
+            return self.to(device or "cuda")
+        return self.to(f"cuda:{int(device)}")
+
+    def float(self) -> Module:
+        """Every parameter to float32 (PyTorch's ``model.float()``); returns self."""
+        return self.to(np.float32)
+
+    def double(self) -> Module:
+        """Every parameter to float64 (PyTorch's ``model.double()``); returns self."""
+        return self.to(np.float64)
+
+    def half(self) -> Module:
+        return self.to(np.float16)
+
+    def requires_grad_(self, requires_grad: bool = True) -> Module:
+        """Freeze (False) or unfreeze every parameter; returns self. A frozen parameter gets no
+        gradient, so optimizers skip it."""
+        for p in self.parameters():
+            p.requires_grad = requires_grad
+        return self
+
+    def apply(self, fn) -> Module:
+        """Call ``fn(module)`` on every sub-module, children first, then on self; returns self.
+
+        >>> from gpugrad import nn
+        >>> def init(m):
+        ...     if isinstance(m, nn.Linear):
+        ...         nn.init.zeros_(m.bias)
+        >>> model = nn.Sequential(nn.Linear(2, 3), nn.ReLU()).apply(init)
+        >>> model[0].bias.tolist()
+        [0.0, 0.0, 0.0]
+        """
+        for m in self.children():
+            m.apply(fn)
+        fn(self)
         return self
 
     # ------------------------------------------------------------------ state

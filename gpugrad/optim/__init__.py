@@ -1,4 +1,5 @@
-"""Optimizers (SGD, Adam, AdamW) with fused whole-step updates, and lr schedulers.
+"""Optimizers (SGD, Adam, AdamW, RMSprop, Adagrad) with fused whole-step updates, and lr
+schedulers.
 
 >>> import gpugrad as gg
 >>> from gpugrad import nn, optim
@@ -10,17 +11,34 @@
 
 from . import lr_scheduler
 from .adam import Adam, AdamW
-from .lr_scheduler import CosineAnnealingLR, LRScheduler, StepLR
+from .lr_scheduler import (
+    CosineAnnealingLR,
+    LambdaLR,
+    LinearLR,
+    LRScheduler,
+    OneCycleLR,
+    ReduceLROnPlateau,
+    SequentialLR,
+    StepLR,
+)
 from .optimizer import Optimizer
+from .rmsprop import Adagrad, RMSprop
 from .sgd import SGD
 
 __all__ = [
     "SGD",
+    "Adagrad",
     "Adam",
     "AdamW",
     "CosineAnnealingLR",
     "LRScheduler",
+    "LambdaLR",
+    "LinearLR",
+    "OneCycleLR",
     "Optimizer",
+    "RMSprop",
+    "ReduceLROnPlateau",
+    "SequentialLR",
     "StepLR",
     "lr_scheduler",
 ]

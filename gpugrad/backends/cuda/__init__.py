@@ -1,5 +1,5 @@
 """CUDA fast paths: the kernel runtime, the op launchers (registered on the op table when this
-package is imported) and the multi-tensor optimizer steps."""
+package is imported) and the multi-tensor optimizer steps and gradient clipping."""
 
 from . import (
     launchers,
@@ -8,7 +8,16 @@ from . import (
     runtime,
 )
 from .launchers import matmul_tiled
-from .optim import CHUNK, adam_step, sgd_step
+from .optim import (
+    CHUNK,
+    adagrad_step,
+    adam_step,
+    grad_clamp,
+    grad_norm_partial,
+    grad_scale,
+    rmsprop_step,
+    sgd_step,
+)
 from .runtime import (
     BLOCK,
     KERNEL_DIR,
@@ -46,13 +55,18 @@ __all__ = [
     "OPTIONS",
     "WARP_ROW_MAX",
     "KernelError",
+    "adagrad_step",
     "adam_step",
     "function",
+    "grad_clamp",
+    "grad_norm_partial",
+    "grad_scale",
     "grid_1d",
     "kernel_name",
     "launch",
     "matmul_tiled",
     "module",
+    "rmsprop_step",
     "sgd_step",
     "sm_count",
     "source",

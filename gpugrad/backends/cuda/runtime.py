@@ -70,7 +70,15 @@ KERNELS: dict[str, tuple[str, ...]] = {
     ),
     "losses.cu": ("bce_logits_fwd", "mse_fwd"),
     "matmul.cu": ("matmul_tiled_vec", "matmul_tiled_scalar"),
-    "optim.cu": ("sgd_step", "adam_step"),
+    "optim.cu": (
+        "sgd_step",
+        "adam_step",
+        "rmsprop_step",
+        "adagrad_step",
+        "grad_norm_partials",
+        "grad_scale",
+        "grad_clamp",
+    ),
 }
 
 
