@@ -44,15 +44,14 @@ def _mlp(activation):
             Tensor(_rng.uniform(-bound, bound, (fan_out, fan_in)), requires_grad=True),
             Tensor(_rng.uniform(-bound, bound, fan_out), requires_grad=True),
         ]
-    t = _labels(8, 5)
 
-    def fn(x, *ps):
+    def fn(x, t, *ps):  # the labels are an input: crosscheck moves them to each device
         h = x
         for k in range(0, len(ps) - 2, 2):
             h = linear_act(h, ps[k], ps[k + 1], activation, 0.01)
         return F.cross_entropy(F.linear(h, ps[-2], ps[-1]), t)
 
-    return fn, [_x(8, 12), *params]
+    return fn, [_x(8, 12), _labels(8, 5), *params]
 
 
 def cases():
