@@ -106,9 +106,23 @@ def cases():
     return out
 
 
-def run(devices=("cpu", "cuda"), dtype=np.float32, rtol=1e-3, atol=1e-4, out=print) -> int:
-    """Crosscheck every built-in case, print one table row per case; 0 if all agree, else 1."""
-    out(f"crosscheck: {devices[1]} {np.dtype(dtype)} against {devices[0]} float64 reference")
+def run(
+    devices=("cpu", "cuda"),
+    dtype=np.float32,
+    rtol=1e-3,
+    atol=1e-4,
+    out=print,
+    checked_label=None,
+    caught=(),
+) -> int:
+    """Crosscheck every built-in case, print one table row per case; 0 if all agree, else 1.
+
+    ``checked_label`` names the checked device in the table (default: ``devices[1]``);
+    ``caught`` are exceptions a case may raise on the checked device (the emulated device's
+    faults) that count as a failing row, their messages printed after the table.
+    """
+    label = checked_label or devices[1]
+    out(f"crosscheck: {label} {np.dtype(dtype)} against {devices[0]} float64 reference")
     out(
         f"(a value agrees when |checked - reference| <= {atol} + {rtol} * |reference|; the "
         "errors are the largest over every value; the relative one counts values whose "
@@ -116,7 +130,7 @@ def run(devices=("cpu", "cuda"), dtype=np.float32, rtol=1e-3, atol=1e-4, out=pri
     )
     out("| case | ops | max abs err | max rel err | result | ms |")
     out("|---|---|---|---|---|---|")
-    failures = 0
+    failures, raised = 0, []
     all_cases = cases()
     for name, fn, inputs in all_cases:
         start = time.perf_counter()
@@ -127,13 +141,19 @@ def run(devices=("cpu", "cuda"), dtype=np.float32, rtol=1e-3, atol=1e-4, out=pri
             report, failures = e.report, failures + 1
             first = e.first
             verdict = f"DIFFERS at #{first.index} {first.name}" if first else "DIFFERS"
-        entries = report.entries
+        except caught as e:
+            report, failures = None, failures + 1
+            raised.append((name, e))
+            verdict = f"FAILED: {type(e).__name__} (below)"
+        entries = report.entries if report is not None else []
         # The largest errors of any compared value, whether or not within the tolerances.
         worst_abs = max((e.max_abs for e in entries), default=0.0)
         worst_rel = max((e.max_rel for e in entries), default=0.0)
         ops = sum(e.kind == "forward" for e in entries)
         ms = (time.perf_counter() - start) * 1e3
         out(f"| {name} | {ops} | {worst_abs:.2e} | {worst_rel:.2e} | {verdict} | {ms:.0f} |")
+    for name, e in raised:
+        out(f"{name}: {type(e).__name__}: {e}")
     total = len(all_cases)
     out(f"{total - failures}/{total} cases agree (rtol {rtol}, atol {atol})")
     return 1 if failures else 0

@@ -136,7 +136,8 @@ def _check_devices(text: str | None, dtype: str) -> tuple[str, str]:
             return "cpu", "cuda"
         print(
             f"gpugrad check: no GPU ({_probe_cuda()}); checking the CPU fast paths in "
-            f"{dtype} against float64 instead (--devices cpu,cpu)"
+            f"{dtype} against float64 instead (--devices cpu,cpu; --emulate checks the CUDA "
+            "kernels on the emulated CUDA device)"
         )
         return "cpu", "cpu"
     devices = tuple(d.strip() for d in text.split(","))
@@ -152,11 +153,69 @@ def _check(args) -> int:
     from . import checks
 
     try:
+        if args.emulate:
+            return _check_emulated(args)
         devices = _check_devices(args.devices, args.dtype)
     except UsageError as e:
         print(f"gpugrad check: {e}", file=sys.stderr)
         return 2
     return checks.run(devices, dtype=np.dtype(args.dtype), rtol=args.rtol, atol=args.atol)
+
+
+EMULATED_NOTE = (
+    "device cuda is gpugrad's emulated CUDA device, not a GPU: kernels/*.cu compiled by g++ and "
+    "run on this machine's CPU, each launch under several thread orders with barriers, "
+    "shuffles, argument packing and memory bounds checked. Agreement here says the kernels "
+    "compute the right values; it says nothing about GPU timing, occupancy, the memory model "
+    "across concurrent blocks or the GPU math library's last bits."
+)
+
+
+def _check_emulated(args) -> int:
+    """``gpugrad check --emulate``: the CUDA side on the emulated device, on a machine without a
+    GPU. Refused (UsageError) where a GPU is visible, which the emulated device would hide."""
+    import gpugrad as gg
+
+    from . import checks, cuda_emulator
+    from .backends.cuda import KernelError
+
+    if args.devices is not None and args.devices.replace(" ", "") not in ("cpu,cuda", "cpu,cuda:0"):
+        raise UsageError(
+            f"--emulate --devices {args.devices}: the emulated device is cuda, checked against "
+            "the cpu; drop --devices (or give cpu,cuda)"
+        )
+    if gg.cuda_is_available():
+        raise UsageError(
+            f"--emulate: this machine has {gg.cuda_device_count()} CUDA GPU(s), which the "
+            "emulated device would hide; run gpugrad check without --emulate to check the GPU "
+            "itself (or set GPUGRAD_DEVICE=cpu to check the emulated device anyway)"
+        )
+    unavailable = cuda_emulator.available()
+    if unavailable is not None:
+        raise UsageError(f"--emulate: {unavailable}")
+    settings = cuda_emulator.settings
+    print(EMULATED_NOTE)
+    with cuda_emulator.installed():
+        start = time.perf_counter()
+        cuda_emulator.build_kernels()
+        print(
+            f"kernels/*.cu built for the emulated device by {settings.compiler} in "
+            f"{time.perf_counter() - start:.1f} s (cache {settings.cache_dir})"
+        )
+        launches = cuda_emulator.stats["launches"]
+        code = checks.run(
+            ("cpu", "cuda"),
+            dtype=np.dtype(args.dtype),
+            rtol=args.rtol,
+            atol=args.atol,
+            checked_label="cuda (emulated)",
+            caught=(KernelError, cuda_emulator.EmulatorError),  # a fault: a failing row
+        )
+        print(
+            f"{cuda_emulator.stats['launches'] - launches} kernel launches on the emulated "
+            f"device, each run under {settings.orders} thread orders"
+        )
+        return code
 
 
 class UsageError(Exception):
@@ -176,13 +235,22 @@ def _add_check(sub) -> None:
         help="crosscheck every op, loss and MLP between two devices (GPU against CPU float64)",
         description="Run every op family, every loss and an MLP per activation on the checked "
         "device in --dtype and on the CPU in float64 (fast paths off), compare every "
-        "intermediate value and gradient, print a table, exit 1 when a case disagrees.",
+        "intermediate value and gradient, print a table, exit 1 when a case disagrees. "
+        "Without a GPU, --emulate checks the CUDA kernels on gpugrad's emulated CUDA device.",
     )
     add = check.add_argument
     add(
         "--devices",
         metavar="REF,CHECKED",
         help="reference and checked device (default cpu,cuda; cpu,cpu without a GPU)",
+    )
+    add(
+        "--emulate",
+        action="store_true",
+        help="check cpu,cuda with cuda the emulated CUDA device: kernels/*.cu compiled by g++ "
+        "and run on the CPU, with barriers, shuffles and memory bounds checked (not a GPU: no "
+        "timing, nor the GPU math library's last bits). Needs g++; refused where a GPU is "
+        "visible, since it would hide it (GPUGRAD_DEVICE=cpu overrides)",
     )
     add(
         "--dtype",

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+
 import numpy as np
 import pytest
+from emulated import built_kernels  # noqa: F401  (the emulator_kernels fixture)
 
-from gpugrad import checks, cli, ops, state
+from gpugrad import activations, checks, cli, ops, state
 from gpugrad.dispatch import FastPath
 
 
@@ -68,3 +74,77 @@ def test_check_names_the_dtype_and_refuses_an_absent_device(capsys):
     lines = []
     assert checks.run(("cpu", "cpu"), dtype=np.float64, out=lines.append) == 0
     assert lines[0] == "crosscheck: cpu float64 against cpu float64 reference"
+
+
+# ----------------------------------------------------------------------------- --emulate
+
+
+def _gpugrad(*args, **env):
+    # GPUGRAD_DEVICE=cpu: --emulate runs the same on a machine with a GPU (which it would
+    # otherwise refuse to hide; test_check_emulate_refuses_to_hide_a_gpu covers that).
+    return subprocess.run(
+        [sys.executable, "-m", "gpugrad", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "GPUGRAD_DEVICE": "cpu", **env},
+    )
+
+
+def test_check_emulate_checks_the_cuda_kernels_on_the_emulated_device(emulator_kernels):
+    proc = _gpugrad("check", "--emulate")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("device cuda is gpugrad's emulated CUDA device, not a GPU")
+    assert "crosscheck: cuda (emulated) float32 against cpu float64 reference" in lines
+    n = len(checks.cases())
+    assert lines[-2].startswith(f"{n}/{n} cases agree"), proc.stdout
+    assert sum(line.endswith(" |") and "| ok |" in line for line in lines) == n
+    launches = int(re.fullmatch(r"(\d+) kernel launches on the emulated device.*", lines[-1])[1])
+    assert launches >= len(activations.HIDDEN) * 3  # the kernels ran, not CuPy compositions
+
+
+def test_check_emulate_without_a_compiler_names_it_and_the_fix():
+    proc = _gpugrad("check", "--emulate", CXX="no-such-compiler-here")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stdout == "" and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert proc.stderr.startswith("gpugrad check: --emulate: ")
+    assert "'no-such-compiler-here' is not on PATH: install g++" in proc.stderr
+
+
+def test_check_emulate_refuses_to_hide_a_gpu(monkeypatch, capsys):
+    import gpugrad as gg
+
+    monkeypatch.setattr(gg, "cuda_is_available", lambda: True)
+    monkeypatch.setattr(gg, "cuda_device_count", lambda: 2)
+    assert cli.main(["check", "--emulate"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gpugrad check: --emulate: this machine has 2 CUDA GPU(s)")
+    assert "without --emulate" in err and "GPUGRAD_DEVICE=cpu" in err
+    assert cli.main(["check", "--emulate", "--devices", "cpu,cpu"]) == 2
+    assert "drop --devices" in capsys.readouterr().err
+
+
+def _relu_past_the_end(xp, x):
+    """A CUDA relu fast path whose launch runs 1024 elements past both arrays."""
+    from gpugrad.backends import cuda
+
+    out = xp.empty_like(x)
+    n = np.int64(x.size + 1024)
+    cuda.launch("activations.cu", "relu_fwd", x.dtype, (1,), (256,), (x, out, n))
+    return out
+
+
+def _tanh_one_percent_off(xp, x):
+    return xp.tanh(x) * 1.01
+
+
+def test_check_emulate_fails_on_a_faulting_or_wrong_cuda_path(emulator_kernels, capsys):
+    fault = FastPath(_relu_past_the_end, "cuda", "forward")
+    wrong = FastPath(_tanh_one_percent_off, "cuda", "forward")
+    with ops.relu.restricted("cuda", forward=fault), ops.tanh.restricted("cuda", forward=wrong):
+        assert cli.main(["check", "--emulate"]) == 1
+    out = capsys.readouterr().out
+    assert "| relu/leaky_relu | 0 | 0.00e+00 | 0.00e+00 | FAILED: KernelError (below) |" in out
+    assert re.search(r"\| abs/tanh/sigmoid \|.*\| DIFFERS at #\d+ tanh \|", out)
+    assert re.search(r"relu/leaky_relu: KernelError: .*relu_fwd_f32.*KernelFault", out)

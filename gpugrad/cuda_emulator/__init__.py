@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from ._build import available, build, build_many
 from ._config import Settings, settings
 from ._gpugrad import reset_gpugrad_cuda_state
+from ._runtime import stats
 from .errors import (
     CompileError,
     DeviceTrap,
@@ -59,6 +60,7 @@ __all__ = [
     "configured",
     "installed",
     "settings",
+    "stats",
 ]
 
 _install_lock = threading.RLock()
