@@ -122,3 +122,72 @@ def test_a_failed_graph_capture_leaves_input_checks_on(cp, _restore_capture_flag
     with pytest.raises(Exception, match="capture"):
         gg.cuda.graph(lambda a: a * 2, x)
     assert not gg.cuda.is_capturing()
+
+
+# ----------------------------------------------------------------------------- higher order
+# create_graph=True runs every backward rule on recorded tensors (gpugrad/graph.py), whose
+# constants come from the device's array module (on "cuda" the stand-in); each recorded op runs
+# on the device like any other (its kernel where it has one: erf_fwd in GELU's second
+# derivative). Each result is compared with the CPU in float64.
+
+
+def _launches():
+    from gpugrad import cuda_emulator
+
+    return cuda_emulator.stats["launches"]
+
+
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "gelu", "silu"])
+def test_second_derivatives_of_an_mlp_wrt_its_input_match_the_cpu(cp, activation):
+    x0 = np.random.default_rng(4).standard_normal((9, 3))
+    results = {}
+    for device in ("cpu", "cuda"):
+        gg.manual_seed(0)
+        model = gg.nn.MLP([3, 16, 16, 2], activation=activation, dtype=gg.float64, device=device)
+        x = gg.tensor(x0, device=device, requires_grad=True)
+        before = _launches()
+        (du,) = gg.grad(model(x)[:, 0].sum(), x, create_graph=True)
+        (d2u,) = gg.grad(du[:, 1].sum(), x, create_graph=True)  # d2u / dx dx1, every row
+        assert d2u.device.startswith(device) and d2u.requires_grad
+        if device == "cuda":  # the forward's bias + activation ran as kernels
+            assert _launches() > before, "no kernel ran"
+        results[device] = (du.numpy(), d2u.numpy())
+    for what, a, b in zip(("du/dx", "d2u/dx dx1"), results["cuda"], results["cpu"], strict=True):
+        close(a, b, "float64", f"{activation} MLP {what}", TOL["float64"])
+
+
+def test_hessian_vector_product_of_cross_entropy_wrt_the_weights_matches_the_cpu(cp):
+    from gpugrad.autograd.functional import hvp
+
+    rng = np.random.default_rng(5)
+    x0, t0 = rng.standard_normal((12, 6)), rng.integers(0, 5, 12)
+    t0[::5] = -100  # ignored rows
+    w_shapes = [(10, 6), (10,), (5, 10), (5,)]
+    w0 = [rng.standard_normal(s) * 0.5 for s in w_shapes]
+    v0 = [rng.standard_normal(s) for s in w_shapes]
+    results = {}
+    for device in ("cpu", "cuda"):
+        x, t = gg.tensor(x0, device=device), gg.tensor(t0, device=device)
+
+        def loss(w1, b1, w2, b2, x=x, t=t):
+            return F.cross_entropy(F.linear(F.linear(x, w1, b1).tanh(), w2, b2), t)
+
+        ws = tuple(gg.tensor(w, device=device) for w in w0)
+        vs = tuple(gg.tensor(v, device=device) for v in v0)
+        value, hv = hvp(loss, ws, vs)
+        results[device] = [value.numpy(), *(h.numpy() for h in hv)]
+    for k, (a, b) in enumerate(zip(results["cuda"], results["cpu"], strict=True)):
+        close(a, b, "float64", "loss" if k == 0 else f"Hv, weight {k - 1}", TOL["float64"])
+
+
+def test_hessian_of_a_small_function_matches_the_cpu(cp):
+    from gpugrad.autograd.functional import hessian
+
+    def f(a):
+        return (a.tanh() * a.sigmoid()).sum() + (F.softmax(a * 2, axis=-1) * a).sum() + (a**3).sum()
+
+    x0 = np.random.default_rng(6).standard_normal(5)
+    h = {d: hessian(f, gg.tensor(x0, device=d)) for d in ("cpu", "cuda")}
+    assert h["cuda"].device.startswith("cuda") and h["cuda"].shape == (5, 5)
+    close(h["cuda"].numpy(), h["cpu"].numpy(), "float64", "hessian", TOL["float64"])
+    np.testing.assert_allclose(h["cpu"].numpy(), h["cpu"].numpy().T, rtol=1e-12, atol=1e-12)

@@ -313,3 +313,47 @@ def test_second_derivatives_match_finite_differences(info, shapes):
     arrays = info.make_inputs(rng, shapes, np.float64)
     inputs = _tensors(info, arrays, "cpu", requires_grad=True)
     assert gg.gradgradcheck(info.fn, inputs, n_directions=2)
+
+
+def _second_order(info, arrays, device):
+    """First gradients (with a random cotangent v) and the gradient of <w, those gradients>,
+    taken with create_graph: one Hessian-vector product per input, or None."""
+    inputs = _tensors(info, arrays, device, requires_grad=True)
+    xs = [t for t in inputs if t.requires_grad]
+    out = info.fn(*inputs)
+    if not xs or not out.requires_grad:
+        return [], []
+    rng = np.random.default_rng(11)
+    v = gg.tensor(np.asarray(rng.standard_normal(out.shape), out.dtype), device=device)
+    grads = gg.grad(out, xs, v, create_graph=True, allow_unused=True)
+    w = [gg.tensor(rng.standard_normal(x.shape), device=device) for x in xs]
+    terms = [(g * wi).sum() for g, wi in zip(grads, w, strict=True) if g is not None]
+    terms = [t for t in terms if t.requires_grad]
+    second = [None] * len(xs)
+    if terms:
+        total = terms[0]
+        for t in terms[1:]:
+            total = total + t
+        second = gg.grad(total, xs, allow_unused=True)
+    first = [None if g is None else g.numpy() for g in grads]
+    return first, [None if h is None else h.numpy() for h in second]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("info, shapes", CASES)
+def test_second_derivatives_on_the_gpu_match_the_cpu(info, shapes):
+    """create_graph on CUDA: every op's backward recorded on the device (gpugrad/graph.py),
+    differentiated again, float64, equal to the CPU's."""
+    reason = gg.cuda.unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"no CUDA device: {reason}")
+    arrays = info.make_inputs(np.random.default_rng(12), shapes, np.float64)
+    cpu = _second_order(info, arrays, "cpu")
+    gpu = _second_order(info, arrays, "cuda")
+    for order, a_list, b_list in zip(("first", "second"), gpu, cpu, strict=True):
+        assert len(a_list) == len(b_list)
+        for i, (a, b) in enumerate(zip(a_list, b_list, strict=True)):
+            what = f"{info.name} {shapes}: {order} derivative, input {i}"
+            assert (a is None) == (b is None), what
+            if a is not None:
+                assert_close(a, b, **tol(np.float64, "grad"), what=what)
