@@ -4,7 +4,9 @@ The kernels are compiled by g++ after a header that provides the CUDA built-ins,
 through a CuPy stand-in whose arrays live in guarded host buffers. Threads of a block run as
 interleaved fibers under several orders per launch; barriers, warp intrinsics, alignment and
 memory bounds are checked; outputs that depend on the order fail. See ``cuda_emu.h`` for the
-device side, ``_runtime.py`` for launches, ``standin/`` for the CuPy stand-in.
+device side, ``_build.py`` for compiling, ``_launch_args.py`` (argument packing and checks) and
+``_runtime.py`` (running under several orders, faults) for launches, ``standin/`` for the CuPy
+stand-in.
 
     from gpugrad import cuda_emulator
     with cuda_emulator.installed() as cp:      # `import cupy` is the stand-in in here

@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import _memory, _runtime
 from ..errors import NotEmulatedError
-from . import _core, _dlpack, _functions, _raw
+from . import _device, _dlpack, _functions, _methods, _ndarray, _raw
 
 _DATA = json.loads((Path(__file__).resolve().parents[1] / "cupy_names.json").read_text())
 CUPY_VERSION = _DATA["cupy_version"]
@@ -60,13 +60,13 @@ def _runtime_module() -> StandInModule:
         return 1
 
     def get_device():
-        return _core._current_device
+        return _device._current_device
 
     def set_device(device):
-        _core.Device(device).use()
+        _device.Device(device).use()
 
     def device_properties(device):
-        _core.Device(device).attributes  # noqa: B018 - raises for a device that does not exist
+        _device.Device(device).attributes  # noqa: B018 - raises for a device that does not exist
         from .._config import settings
 
         return {
@@ -89,7 +89,7 @@ def _runtime_module() -> StandInModule:
         }
 
     def mem_get_info():
-        return _core.Device(_core._current_device).mem_info
+        return _device.Device(_device._current_device).mem_info
 
     def noop(*args, **kwargs):
         return None
@@ -98,7 +98,7 @@ def _runtime_module() -> StandInModule:
     m._fill(
         {
             **consts,
-            "CUDARuntimeError": _core.CUDARuntimeError,
+            "CUDARuntimeError": _device.CUDARuntimeError,
             "getDeviceCount": get_device_count,
             "getDevice": get_device,
             "setDevice": set_device,
@@ -115,14 +115,14 @@ def _runtime_module() -> StandInModule:
 
 
 def _build_modules() -> dict[str, types.ModuleType]:
-    _core.install_methods(_DATA["classes"]["cupy.ndarray"])
+    _methods.install_methods(_DATA["classes"]["cupy.ndarray"])
     mods: dict[str, StandInModule] = {name: StandInModule(name) for name in _DATA["modules"]}
     cupy, cuda = mods["cupy"], mods["cupy.cuda"]
     runtime = _runtime_module()
     mods["cupy.cuda.runtime"] = runtime
 
     ns = _functions.build_namespace(_DATA["modules"]["cupy"])
-    _core.NAMESPACE.update(ns)
+    _ndarray.NAMESPACE.update(ns)
     cupy._fill(ns)
     cupy.__version__ = CUPY_VERSION
     cupy.__path__ = []  # a package, so `import cupy.cuda` resolves through sys.modules
@@ -132,24 +132,24 @@ def _build_modules() -> dict[str, types.ModuleType]:
     driver._fill(
         {
             **_DATA["int_constants"].get("cupy.cuda.driver", {}),
-            "CUDADriverError": _core.CUDADriverError,
+            "CUDADriverError": _device.CUDADriverError,
             "get_build_version": lambda: 13000,
         }
     )
     memory = mods["cupy.cuda.memory"]
     mem_names = {
         "OutOfMemoryError": _memory.OutOfMemoryError,
-        "MemoryPool": _core.MemoryPool,
-        "Memory": _core.Memory,
-        "MemoryPointer": _core.MemoryPointer,
-        "alloc": lambda size: _core.get_default_memory_pool().malloc(size),
+        "MemoryPool": _device.MemoryPool,
+        "Memory": _device.Memory,
+        "MemoryPointer": _device.MemoryPointer,
+        "alloc": lambda size: _device.get_default_memory_pool().malloc(size),
         "set_allocator": lambda allocator=None: None,
-        "get_allocator": lambda: _core.get_default_memory_pool().malloc,
-        "CUDARuntimeError": _core.CUDARuntimeError,
+        "get_allocator": lambda: _device.get_default_memory_pool().malloc,
+        "CUDARuntimeError": _device.CUDARuntimeError,
     }
     memory._fill(mem_names)
     compiler = mods["cupy.cuda.compiler"]
-    compiler._fill({"CompileException": _core.CompileException})
+    compiler._fill({"CompileException": _device.CompileException})
 
     @contextmanager
     def profile():
@@ -157,21 +157,21 @@ def _build_modules() -> dict[str, types.ModuleType]:
 
     cuda._fill(
         {
-            "Device": _core.Device,
-            "Stream": _core.Stream,
-            "Event": _core.Event,
-            "Memory": _core.Memory,
-            "MemoryPointer": _core.MemoryPointer,
-            "MemoryPool": _core.MemoryPool,
-            "PinnedMemoryPool": _core.PinnedMemoryPool,
+            "Device": _device.Device,
+            "Stream": _device.Stream,
+            "Event": _device.Event,
+            "Memory": _device.Memory,
+            "MemoryPointer": _device.MemoryPointer,
+            "MemoryPool": _device.MemoryPool,
+            "PinnedMemoryPool": _device.PinnedMemoryPool,
             "alloc": mem_names["alloc"],
             "get_allocator": mem_names["get_allocator"],
             "set_allocator": mem_names["set_allocator"],
             "set_pinned_memory_allocator": lambda allocator=None: None,
-            "using_allocator": _core.using_allocator,
-            "get_current_stream": _core.get_current_stream,
-            "get_device_id": lambda: _core._current_device,
-            "get_elapsed_time": _core.get_elapsed_time,
+            "using_allocator": _device.using_allocator,
+            "get_current_stream": _device.get_current_stream,
+            "get_device_id": lambda: _device._current_device,
+            "get_elapsed_time": _device.get_elapsed_time,
             "is_available": lambda: True,
             "profile": profile,
             "runtime": runtime,
@@ -208,7 +208,7 @@ def _build_modules() -> dict[str, types.ModuleType]:
 MODULES = _build_modules()
 cupy = MODULES["cupy"]
 cupyx = MODULES["cupyx"]
-_core.HOOKS.update(cupy=cupy, dlpack_export=_dlpack.export)
-_runtime.register_array_types(_core.ndarray, _core.MemoryPointer, _core.CUDADriverError)
+_ndarray.HOOKS.update(cupy=cupy, dlpack_export=_dlpack.export)
+_runtime.register_array_types(_ndarray.ndarray, _device.MemoryPointer, _device.CUDADriverError)
 
 __all__ = ["MODULES", "NotEmulatedError", "cupy", "cupyx", "_raw"]

@@ -13,7 +13,7 @@ import weakref
 import numpy as np
 
 from .. import _memory
-from . import _core
+from ._ndarray import _alloc, _view, ndarray
 
 
 class _Device(ctypes.Structure):
@@ -90,7 +90,7 @@ def _destruct(capsule):
 _destructor = _CAPSULE_DESTRUCTOR(_destruct)
 
 
-def export(arr: _core.ndarray, max_version=None, dl_device=None, copy=None):
+def export(arr: ndarray, max_version=None, dl_device=None, copy=None):
     if dl_device is not None and tuple(dl_device) != (_KDL_CUDA, 0):
         raise BufferError(f"the emulated device exports as (kDLCUDA, 0), not {dl_device}")
     if copy:
@@ -114,8 +114,8 @@ def export(arr: _core.ndarray, max_version=None, dl_device=None, copy=None):
 
 
 def import_(x, copy=None):
-    if isinstance(x, _core.ndarray):
-        return x.copy() if copy else _core._view(x._a, x._buf, x._base or x)
+    if isinstance(x, ndarray):
+        return x.copy() if copy else _view(x._a, x._buf, x._base or x)
     if not hasattr(x, "__dlpack__"):
         raise TypeError(f"from_dlpack: {type(x).__name__} does not implement __dlpack__")
     kind, index = x.__dlpack_device__()
@@ -139,13 +139,13 @@ def import_(x, copy=None):
     data = (t.data or 0) + t.byte_offset
     _api.PyCapsule_SetName(capsule, b"used_dltensor")
     if not data or 0 in shape:
-        out = _core._alloc(shape, dtype)
+        out = _alloc(shape, dtype)
     else:
         buf = _memory.registry.find(data)
         if buf is None or not buf.contains(data):
             raise BufferError(f"from_dlpack: 0x{data:x} is not memory of the emulated device")
         a = np.ndarray(shape, dtype, buffer=buf.bytes, offset=data - buf.base, strides=strides)
-        out = _core._view(a, buf, None)
+        out = _view(a, buf, None)
     deleter = managed.deleter
     mp = ctypes.pointer(managed)
     weakref.finalize(out, deleter, mp)

@@ -3,7 +3,7 @@
 A CuPy name that NumPy also has with the same meaning (``exp``, ``matmul``, ``where``, dtypes,
 constants) is NumPy's function run on the device arrays' memory: inputs must be device arrays or
 scalars (a NumPy array raises TypeError, as in CuPy), results land in new device buffers, views
-stay views. Names with CuPy-specific behaviour are written out in ``_core`` and here.
+stay views. Names with CuPy-specific behaviour are written out in ``_creation`` and here.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import types
 
 import numpy as np
 
-from . import _core
-from ._core import _call
+from . import _creation, _device, _ufunc
+from ._ndarray import HOOKS, _call, from_host, ndarray
 
 _UNSAFE_NUMPY = {
     # NumPy names CuPy has whose NumPy versions do something else or touch host state.
@@ -71,8 +71,8 @@ def generic(name: str, fn):
 
 def get_array_module(*args):
     for a in args:
-        if isinstance(a, _core.ndarray) or hasattr(a, "__cuda_array_interface__"):
-            return _core.HOOKS["cupy"]
+        if isinstance(a, ndarray) or hasattr(a, "__cuda_array_interface__"):
+            return HOOKS["cupy"]
     return np
 
 
@@ -107,21 +107,21 @@ def from_dlpack(x, *, device=None, copy=None):
 
 
 EXPLICIT = {
-    "ndarray": _core.ndarray,
-    "ufunc": _core.ufunc,
-    "array": _core.array,
-    "asarray": _core.asarray,
-    "asanyarray": _core.asanyarray,
-    "ascontiguousarray": _core.ascontiguousarray,
-    "asfortranarray": _core.asfortranarray,
-    "copy": _core.copy,
-    "empty": _core.empty,
-    "empty_like": _core.empty_like,
-    "asnumpy": _core.asnumpy,
-    "count_nonzero": _core.count_nonzero,
+    "ndarray": ndarray,
+    "ufunc": _ufunc.ufunc,
+    "array": _creation.array,
+    "asarray": _creation.asarray,
+    "asanyarray": _creation.asanyarray,
+    "ascontiguousarray": _creation.ascontiguousarray,
+    "asfortranarray": _creation.asfortranarray,
+    "copy": _creation.copy,
+    "empty": _creation.empty,
+    "empty_like": _creation.empty_like,
+    "asnumpy": _creation.asnumpy,
+    "count_nonzero": _creation.count_nonzero,
     "get_array_module": get_array_module,
-    "get_default_memory_pool": _core.get_default_memory_pool,
-    "get_default_pinned_memory_pool": _core.get_default_pinned_memory_pool,
+    "get_default_memory_pool": _device.get_default_memory_pool,
+    "get_default_pinned_memory_pool": _device.get_default_pinned_memory_pool,
     "fuse": fuse,
     "memoize": memoize,
     "is_available": is_available,
@@ -137,7 +137,7 @@ def _returns_array(name):
 
     def call(*args, **kwargs):
         res = _call(fn, args, kwargs)
-        return res if isinstance(res, _core.ndarray) else _core.from_host(np.asarray(res))
+        return res if isinstance(res, ndarray) else from_host(np.asarray(res))
 
     return call
 
@@ -159,7 +159,7 @@ def build_namespace(names) -> dict:
         if name in ("allclose", "array_equal", "array_equiv"):
             out[name] = _returns_array(name)
         elif isinstance(obj, np.ufunc):
-            out[name] = _core.make_ufunc(name)
+            out[name] = _ufunc.make_ufunc(name)
         elif isinstance(obj, type) or not callable(obj):
             out[name] = obj  # dtypes, scalar types, finfo/iinfo, constants
         else:

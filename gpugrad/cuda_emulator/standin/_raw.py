@@ -6,7 +6,7 @@ import threading
 
 from .. import _build, _runtime
 from ..errors import CompileError, NotEmulatedError
-from ._core import CompileException, CUDADriverError
+from ._device import CompileException, CUDADriverError
 
 _modules: dict[str, _runtime.Module] = {}
 _lock = threading.Lock()
