@@ -94,7 +94,7 @@ def _info(args) -> int:
         print(f"CUDA: unavailable ({_probe_cuda()})")
     print(f"ops in the table: {len(gg.OPS)}")
     if args.ops:
-        from .dispatch import format_what_runs_where
+        from .runs_where import format_what_runs_where
 
         print(format_what_runs_where())
     return 0

@@ -54,7 +54,7 @@ KINDS = ("cpu", "cuda")  # device kinds a fast path registers for
 class FastPath:
     """A registered fast path: the function, the device kind, the direction, (for a backward)
     which gradients it allocates afresh, and the kernels it runs (CUDA kernel base names from
-    ``kernels/*.cu``, or Numba functions), which ``what_runs_where()`` reports."""
+    ``kernels/*.cu``, or Numba functions), which ``runs_where.what_runs_where()`` reports."""
 
     __slots__ = ("fn", "kind", "direction", "owns", "kernels", "name")
 
@@ -244,41 +244,6 @@ class Op:
 
     def __call__(self, *inputs, **attrs):
         return apply(self, inputs, attrs)
-
-
-def what_runs_where() -> list[dict]:
-    """One row per (op, device kind, direction) with a fast path: the paths in the order they
-    are tried (each with its kernels), then the reference. Ops with none run the reference
-    everywhere and have no row."""
-    rows = []
-    for name, o in sorted(OPS.items()):
-        for kind in KINDS:
-            for direction, paths in (
-                ("forward", o.fast_paths[kind]),
-                ("backward", o.fast_backward_paths[kind]),
-            ):
-                if paths:
-                    rows.append(
-                        {
-                            "op": name,
-                            "kind": kind,
-                            "direction": direction,
-                            "paths": [(p.name.removeprefix("gpugrad."), p.kernels) for p in paths],
-                        }
-                    )
-    return rows
-
-
-def format_what_runs_where() -> str:
-    """``what_runs_where()`` as the text table ``gpugrad info --ops`` prints."""
-    lines = [f"{'op':<34}{'device':<8}{'pass':<10}implementation (kernels), then the reference"]
-    for row in what_runs_where():
-        impl = "; ".join(f"{name} ({', '.join(kernels) or '-'})" for name, kernels in row["paths"])
-        lines.append(f"{row['op']:<34}{row['kind']:<8}{row['direction']:<10}{impl}")
-    plain = sorted(n for n, o in OPS.items() if not any(o.fast_paths.values()) and
-                   not any(o.fast_backward_paths.values()))  # fmt: skip
-    lines.append(f"reference only, on every device ({len(plain)}): {', '.join(plain)}")
-    return "\n".join(lines)
 
 
 def op(

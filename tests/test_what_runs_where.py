@@ -9,7 +9,7 @@ from pathlib import Path
 import gpugrad as gg
 from gpugrad import cli
 from gpugrad.backends.cuda import KERNELS
-from gpugrad.dispatch import what_runs_where
+from gpugrad.runs_where import what_runs_where
 
 ROOT = Path(__file__).resolve().parents[1]
 OPTIMIZER_KERNELS = {  # kernels no op runs: the optimizers' steps and gradient clipping
