@@ -43,11 +43,25 @@ def f64(a):
     return np.asarray(a, np.float64)
 
 
+def runs(*files):
+    """Tag a test with the kernels/ files it launches: ``pytest tests/test_emulator_kernels.py
+    -k layernorm.cu`` runs one file's tests (``-k`` matches names set on a test function)."""
+
+    def tag(fn):
+        for f in files:
+            setattr(fn, f, True)
+        fn.kernel_files = files
+        return fn
+
+    return tag
+
+
 # ----------------------------------------------------------------------------- activations
 
 ACTIVATIONS = ["relu", "leaky_relu", "sigmoid", "tanh"]
 
 
+@runs("activations.cu")
 @pytest.mark.parametrize("grid", GRIDS)
 @pytest.mark.parametrize("offset", [0, 1])
 @pytest.mark.parametrize("n", SIZES)
@@ -84,6 +98,7 @@ def test_activation_kernels(cp, cuda, name, n, offset, grid, dtype):
 X_ACTIVATIONS = {"gelu": ("gelu", "none"), "gelu_tanh": ("gelu", "tanh"), "silu": ("silu", None)}
 
 
+@runs("activations.cu")
 @pytest.mark.parametrize("grid", GRIDS)
 @pytest.mark.parametrize("offset", [0, 1])
 @pytest.mark.parametrize("n", SIZES)
@@ -123,6 +138,7 @@ def test_input_derivative_activation_kernels(cp, cuda, kernel, n, offset, grid, 
 ACT_CODES = activations.CODES  # GELU and SiLU: their backward reads z and b
 
 
+@runs("bias_act.cu")
 @pytest.mark.parametrize("rows_grid", [1, 3, "launcher"])
 @pytest.mark.parametrize("shape", [(1, 1), (7, 31), (5, 32), (9, 33), (3, 1025)])
 @pytest.mark.parametrize("act", list(ACT_CODES))
@@ -172,6 +188,7 @@ def _rows_grid(kind, n, grid):
 WIDTH_CASES = [("warp", c) for c in WARP_WIDTHS] + [("block", c) for c in BLOCK_WIDTHS]
 
 
+@runs("softmax_xent.cu")
 @pytest.mark.parametrize("grid", GRIDS)
 @pytest.mark.parametrize("kind,c", WIDTH_CASES)
 @pytest.mark.parametrize("log", [False, True])
@@ -215,6 +232,7 @@ def run_xent(cp, cuda, kind, logits, targets, mean, grid=(1,)):
     return per_row, dlogits
 
 
+@runs("softmax_xent.cu")
 @pytest.mark.parametrize("grid", GRIDS)
 @pytest.mark.parametrize("kind,c", WIDTH_CASES)
 @pytest.mark.parametrize("mean", [0, 1])
@@ -234,6 +252,7 @@ def test_cross_entropy_kernels(cp, cuda, kind, c, mean, grid, dtype):
 # ----------------------------------------------------------------------------- losses
 
 
+@runs("losses.cu")
 @pytest.mark.parametrize("grid", GRIDS)
 @pytest.mark.parametrize("n", SIZES)
 @pytest.mark.parametrize("loss", ["bce_logits_fwd", "mse_fwd"])
@@ -279,6 +298,7 @@ def gemm_tol(expect, dtype):
 MATMUL_SHAPES = [(1, 1, 1), (65, 33, 17), (130, 36, 68), (64, 64, 64), (200, 20, 4), (7, 4, 260)]
 
 
+@runs("matmul.cu")
 @pytest.mark.parametrize("small_grid", [False, True])
 @pytest.mark.parametrize("variant", ["vec", "scalar"])
 @pytest.mark.parametrize("m,k,n", MATMUL_SHAPES)
@@ -301,6 +321,7 @@ def test_matmul_kernels(cp, cuda, m, k, n, variant, small_grid, dtype):
     )
 
 
+@runs("matmul.cu")
 def test_matmul_grid_y_smaller_than_the_row_tiles(cp, cuda):
     """M far beyond grid.y * 64 rows: the kernel must loop over row tiles (grid.y is capped at
     65535 on a GPU, which M >= 4,194,241 exceeds with one tile per block)."""
@@ -316,6 +337,7 @@ def test_matmul_grid_y_smaller_than_the_row_tiles(cp, cuda):
         close(c, expect, "float32", f"{variant} with grid.y = 2", gemm_tol(expect, "float32"))
 
 
+@runs("matmul.cu")
 def test_matmul_launcher_keeps_grid_y_within_cudas_limit(cp, cuda, monkeypatch):
     seen = []
     monkeypatch.setattr(cuda.launchers, "launch", lambda *a, **k: seen.append(a[3]))
@@ -362,6 +384,7 @@ def _launch_step(cp, cuda, name, groups, hp, grid):
     cuda.launch("optim.cu", name, groups[0][0].dtype, g, (256,), args)
 
 
+@runs("optim.cu")
 @pytest.mark.parametrize("grid", GRIDS)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_multi_tensor_sgd(cp, cuda, grid, dtype):
@@ -387,6 +410,7 @@ def test_multi_tensor_sgd(cp, cuda, grid, dtype):
         close(db[k], b64[k], dtype, f"sgd buf {k}")
 
 
+@runs("optim.cu")
 @pytest.mark.parametrize("grid", GRIDS)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_multi_tensor_adam_and_adamw(cp, cuda, grid, dtype):
@@ -418,6 +442,7 @@ def test_multi_tensor_adam_and_adamw(cp, cuda, grid, dtype):
 # ----------------------------------------------------------------------------- layernorm
 
 
+@runs("layernorm.cu")
 @pytest.mark.parametrize("grid", GRIDS)
 @pytest.mark.parametrize("kind,d", WIDTH_CASES)
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -462,6 +487,7 @@ def test_layernorm_kernels(cp, cuda, kind, d, grid, dtype):
         close(got_, want, dtype, f"layernorm {what} d={d}", tol=loose)
 
 
+@runs("optim.cu")
 @pytest.mark.parametrize("grid", GRIDS)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_multi_tensor_rmsprop(cp, cuda, grid, dtype):
@@ -494,6 +520,7 @@ def test_multi_tensor_rmsprop(cp, cuda, grid, dtype):
             close(dev[key][k], r[key][k], dtype, f"rmsprop {key} {k}")
 
 
+@runs("optim.cu")
 @pytest.mark.parametrize("grid", GRIDS)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_multi_tensor_adagrad(cp, cuda, grid, dtype):
@@ -526,6 +553,7 @@ def _clip_grads(rng, dtype, special):
     return grads
 
 
+@runs("optim.cu")
 @pytest.mark.parametrize("special", [False, True], ids=["finite", "nan-inf"])
 @pytest.mark.parametrize("norm_type", [2.0, 1.0, 2.5, math.inf], ids=str)
 @pytest.mark.parametrize("grid", GRIDS)
@@ -556,6 +584,7 @@ def test_grad_norm_partials(cp, cuda, grid, dtype, norm_type, special):
         assert float(total) == pytest.approx(sum(expect), rel=1e-12)
 
 
+@runs("optim.cu")
 @pytest.mark.parametrize("grid", GRIDS)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_grad_scale_and_clamp(cp, cuda, grid, dtype):
@@ -619,6 +648,9 @@ def test_every_kernel_in_the_table_is_covered(emulator_kernels):
         },
     }
     assert {f: set(b) for f, b in KERNELS.items()} == covered
+    # and `-k FILE` selects each file's tests (kernels/README.md says so)
+    tagged = {f for fn in list(globals().values()) for f in getattr(fn, "kernel_files", ())}
+    assert tagged == set(KERNELS)
 
 
 # ----------------------------------------------------------------------------- non-finite logits
@@ -636,6 +668,7 @@ def numba_cross_entropy(logits, targets, reduction="none"):
     return ref(cpu.cross_entropy, np, logits, targets, reduction=reduction)
 
 
+@runs("softmax_xent.cu")
 @pytest.mark.parametrize("kind", ["warp", "block"])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_a_minus_inf_logit_gets_probability_zero(cp, cuda, kind, dtype):
@@ -665,6 +698,7 @@ def test_a_minus_inf_logit_gets_probability_zero(cp, cuda, kind, dtype):
     close(numba_ex["dlogits"], dlogits.get(), dtype, "Numba vs emulated dlogits")
 
 
+@runs("softmax_xent.cu")
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_a_wide_row_starting_with_minus_inf(cp, cuda, dtype):
     rng = np.random.default_rng(5)
@@ -691,6 +725,7 @@ NAN_ROWS = {
 }
 
 
+@runs("softmax_xent.cu")
 @pytest.mark.parametrize("row", list(NAN_ROWS))
 @pytest.mark.parametrize("kind", ["warp", "block"])
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -740,6 +775,7 @@ def test_numba_cross_entropy_ignored_rows_agree_with_the_reference(row):
     close(ex["dlogits"], ex_ref["dlogits"], "float64", f"Numba dlogits of an ignored {row} row")
 
 
+@runs("activations.cu", "softmax_xent.cu")
 def test_launchers_on_a_one_sm_device_loop_over_their_grids(cp, cuda):
     """With one SM the launchers cap 1-D grids at 32 blocks, so 40,000 elements or 300 rows take
     several trips around each grid-stride loop."""
