@@ -4,6 +4,8 @@ with the same computation on the CPU."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from emulated import built_kernels, close, emulated_cp  # noqa: F401
@@ -191,3 +193,68 @@ def test_hessian_of_a_small_function_matches_the_cpu(cp):
     assert h["cuda"].device.startswith("cuda") and h["cuda"].shape == (5, 5)
     close(h["cuda"].numpy(), h["cpu"].numpy(), "float64", "hessian", TOL["float64"])
     np.testing.assert_allclose(h["cpu"].numpy(), h["cpu"].numpy().T, rtol=1e-12, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- launch sites
+
+
+def _launch_sites():
+    """file:line of every launch(...) call in gpugrad/backends/cuda (runtime.py defines it)."""
+    import ast
+
+    from gpugrad.backends import cuda
+
+    sites = set()
+    for path in sorted(Path(cuda.__file__).parent.glob("*.py")):
+        if path.name == "runtime.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "launch":
+                sites.add(f"{path.name}:{node.lineno}")
+    return sites
+
+
+def test_every_launch_site_runs_on_the_emulated_device(cp, monkeypatch):
+    """The public API reaches every launch(...) call of the CUDA backend: a new launcher needs
+    a line here (and its kernel a case in test_emulator_kernels.py)."""
+    import sys
+
+    from gpugrad.cuda_emulator import _runtime
+
+    seen = set()
+    run = _runtime.Kernel.__call__
+
+    def recorded(kernel, *args, **kwargs):
+        f = sys._getframe(1)
+        while f is not None:  # the first frame in a launcher module of gpugrad/backends/cuda
+            path = Path(f.f_code.co_filename)
+            if path.parent.parts[-2:] == ("backends", "cuda") and path.name != "runtime.py":
+                seen.add(f"{path.name}:{f.f_lineno}")
+                break
+            f = f.f_back
+        return run(kernel, *args, **kwargs)
+
+    monkeypatch.setattr(_runtime.Kernel, "__call__", recorded)
+    rng = np.random.default_rng(7)
+
+    def t(*shape):
+        return gg.tensor(rng.standard_normal(shape).astype(np.float32), device="cuda",
+                         requires_grad=True)  # fmt: skip
+
+    narrow, wide, w, b = t(6, 40), t(3, 1100), t(40), t(40)
+    for x in (narrow, wide):  # a warp per row and a block per row
+        (F.softmax(x, axis=-1) * x).sum().backward()
+        F.cross_entropy(x, gg.tensor(np.arange(x.shape[0]), device="cuda")).backward()
+        (F.layer_norm(x, x.shape[-1:]) ** 2).sum().backward()
+    (F.layer_norm(narrow, 40, w, b) ** 2).sum().backward()  # with weight and bias: param sums
+    (narrow.relu() * narrow.tanh()).sum().backward()  # one and two inputs per element
+    gg.fused.bias_act(narrow, b, activation="gelu").sum().backward()
+    F.mse_loss(narrow, narrow.detach() * 0.5).backward()
+    gg.config.matmul = "custom"
+    (narrow @ t(40, 8)).sum().backward()
+    params = [narrow, wide, w, b]
+    gg.optim.SGD(params, lr=0.1).step()
+    gg.nn.utils.clip_grad_norm_(params, 0.5)
+    gg.nn.utils.clip_grad_value_(params, 0.1)
+    missing = sorted(_launch_sites() - seen)
+    assert not missing, f"launch sites the public API did not reach here: {missing}"
