@@ -1,6 +1,6 @@
 """gpugrad's public API on device="cuda" with the emulated device installed: ops, fused losses,
-an MLP's forward and backward and optimizer steps run the launchers and kernels, and must agree
-with the same computation on the CPU."""
+an MLP's forward and backward, optimizer steps and gradients of gradients run the launchers and
+kernels, and must agree with the same computation on the CPU; every launch site is reached."""
 
 from __future__ import annotations
 
