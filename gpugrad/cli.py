@@ -159,7 +159,15 @@ def _check(args) -> int:
     except UsageError as e:
         print(f"gpugrad check: {e}", file=sys.stderr)
         return 2
-    return checks.run(devices, dtype=np.dtype(args.dtype), rtol=args.rtol, atol=args.atol)
+    from .backends.cuda import KernelError
+
+    return checks.run(
+        devices,
+        dtype=np.dtype(args.dtype),
+        rtol=args.rtol,
+        atol=args.atol,
+        caught=(KernelError,),  # a kernel that fails to compile or launch: a failing row
+    )
 
 
 EMULATED_NOTE = (
