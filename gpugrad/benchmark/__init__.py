@@ -29,15 +29,19 @@ def main(args) -> int:
         from .machine import machine, thread_limits, versions
 
         threads = thread_limits(args.threads or os.cpu_count() or 1)
+        date = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
         rows = kernel_report(reps=args.reps)
+        load = max((r["other_load"] for r in rows), default=0.0)
         print(f"\n{machine()} | {versions()} | threads: {threads}")
+        print(f"{date} | others' CPU load during the rows: at most {load:.0%}")
         if args.json:
             result = {
-                "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+                "date": date,
                 "machine": machine(),
                 "versions": versions(),
                 "threads": threads,
                 "reps": args.reps,
+                "other_load_max": load,
                 "kernels": rows,
             }
             with open(args.json, "w") as f:
