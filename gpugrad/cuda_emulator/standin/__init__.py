@@ -201,6 +201,7 @@ def _build_modules() -> dict[str, types.ModuleType]:
     mods["cupyx.scipy"].__path__ = []
     # Submodules CuPy imports lazily (absent from dir() until imported) are attributes too.
     mods["cupyx.scipy"].special = mods["cupyx.scipy.special"]
+    mods["cupyx.scipy.special"]._fill({"erf": _functions.special_erf})
     cupyx.distributed = mods["cupyx.distributed"]
     return mods
 
