@@ -1,14 +1,17 @@
 """GPU kernel benchmarks: verify each kernel, then time it against the card's own ceilings and
 against what it replaces.
 
-Every row of ``gpu_cases.py`` is first checked against its reference (the op's CuPy
-composition on float64 copies of the inputs); a kernel that fails is reported, not timed. Then
-three things are timed in the same run, each with CUDA events after a warm-up, median of many
-repetitions, rotating between several input sets so repeats do not just hit L2:
+Every row of ``gpu_cases.py`` (the optimizer steps and gradient clipping: ``gpu_optim_cases.py``)
+is first checked against its reference (the op's CuPy composition on float64 copies of the
+inputs; for an in-place update, the reference on host copies); a kernel that fails is reported,
+not timed. Then three things are timed in the same run, each with CUDA events after a warm-up,
+median of many repetitions, rotating between several input sets so repeats do not just hit L2:
 
 - the kernel;
 - the CuPy composition it replaces (the op's reference: what runs without the kernel);
-- PyTorch's op for the same work on the same memory, where PyTorch is installed.
+- PyTorch's op for the same work on the same memory, where PyTorch is installed (for an
+  in-place update, PyTorch's optimizer or ``nn.utils`` function on copies, its state seeded
+  from the case's buffers).
 
 Bytes per call come from the arrays a call reads and writes (``gpu_cases.traffic``), FLOPs from
 the operands' shapes. Ceilings are measured in the same run: a large device-to-device copy gives
@@ -137,18 +140,21 @@ def _as_torch(torch, value):
     return value
 
 
+def _torch_copy(torch, value):
+    """Device arrays (also inside lists) as PyTorch copies on the GPU; the rest as it is."""
+    if isinstance(value, list):
+        return [_torch_copy(torch, v) for v in value]
+    if hasattr(value, "__cuda_array_interface__"):
+        return torch.as_tensor(value, device="cuda").clone()
+    return value
+
+
 def torch_run(torch, case):
-    """run(i) for PyTorch's twin of ``case`` (on the same memory, or copies for optimizers)."""
-    if case.family == "optim":
-        p, g = case.args(0)[0], case.args(0)[1]
-        params = [torch.as_tensor(a, device="cuda").clone().requires_grad_() for a in p]
-        for tp, a in zip(params, g, strict=True):
-            tp.grad = torch.as_tensor(a, device="cuda").clone()
-        if case.name.startswith("adam"):
-            opt = torch.optim.Adam(params, lr=1e-3, fused=True)
-        else:
-            opt = torch.optim.SGD(params, lr=1e-2, momentum=0.9, fused=True)
-        return lambda i: opt.step()
+    """run(i) for PyTorch's twin of ``case``: on the same memory, or for an in-place case its
+    ``torch_step`` on copies of the arguments (the kernel's own stay as they are)."""
+    if case.torch_step is not None:
+        step = case.torch_step(torch, *[_torch_copy(torch, a) for a in case.args(0)])
+        return lambda i: step()
     sets = [[_as_torch(torch, a) for a in case.args(i)] for i in range(len(case.sets))]
     return lambda i: case.torch(torch, *sets[i % len(sets)])
 
@@ -171,7 +177,7 @@ def kernel_row(cp, case, reps, ceil) -> dict:
     row["torch_label"] = case.torch_label
     if torch is None:
         row["torch_error"] = why
-    elif case.torch is not None or case.family == "optim":
+    elif case.torch is not None or case.torch_step is not None:
         try:
             row["torch_ms"] = torch_time_ms(torch, torch_run(torch, case), reps)
         except Exception as e:

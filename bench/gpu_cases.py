@@ -11,23 +11,29 @@ Twins, timed in the same run as the kernel:
 - ``composition``: the op's reference run on CuPy arrays, which is exactly what runs when the
   kernel declines (or ``gg.config.kernels`` is off), e.g. ``cp.maximum(x, 0)`` for relu_fwd;
 - ``torch``: PyTorch's op on the same memory (``torch.as_tensor`` of the CuPy arrays), or the
-  eager composition PyTorch runs for the same work where it has no single op (named so).
+  eager composition PyTorch runs for the same work where it has no single op (named so);
+  for a case that updates its arguments in place (optimizer steps, gradient clipping),
+  ``torch_step`` builds PyTorch's step on copies of them, its state seeded from the case's
+  arrays and its hyperparameters read from the same rows, so it does the kernel's update.
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
 
 ROTATE = 3  # input sets per case, so repeats do not just hit L2
-# elements of the elementwise cases, (rows, cols) of bias_act, the GEMM's side, xent shapes
+# elements of the elementwise cases, (rows, cols) of bias_act, the GEMM's side, xent shapes,
+# LayerNorm's (rows, width): one width for the warp-per-row kernels, one for the block-per-row
 SIZES = {
     "full": {"n": 1 << 26, "rows": (8192, 4096), "gemm": 4096,
-             "xent": ((32768, 1000), (512, 50000))},
+             "xent": ((32768, 1000), (512, 50000)), "ln": ((16384, 1024), (2048, 8192))},
     "quick": {"n": 1 << 22, "rows": (2048, 1024), "gemm": 1024,
-              "xent": ((8192, 1000), (64, 50000))},
-    "test": {"n": 1 << 10, "rows": (16, 32), "gemm": 32, "xent": ((64, 10), (4, 500))},
+              "xent": ((8192, 1000), (64, 50000)), "ln": ((4096, 1024), (512, 8192))},
+    "test": {"n": 1 << 10, "rows": (16, 32), "gemm": 32, "xent": ((64, 10), (4, 1100)),
+             "ln": ((16, 32), (4, 1100))},
 }  # fmt: skip
 
 
@@ -40,7 +46,9 @@ class Case:
     kernel: object = None  # (xp, *args) -> result: gpugrad's launcher, looked up on the GPU
     updated: tuple = ()  # indices of arguments the call writes in place (optimizer steps)
     host: tuple = ()  # indices of host-side arguments (hyperparameter rows): not device traffic
+    unread: tuple = ()  # indices of device arguments the kernel does not read (passed for shape)
     torch: object = None  # (torch, *args as torch tensors) -> result
+    torch_step: object = None  # (torch, *copies of args as torch tensors) -> step(), in place
     torch_label: str = ""
     flops: int = 0
     tolerance: dict = field(default_factory=lambda: {"rtol": 1e-4, "atol": 1e-5})
@@ -59,9 +67,10 @@ def arrays_in(value):
 
 
 def traffic(case: Case, result) -> int:
-    """Bytes one call moves at least: each argument array read once, each array it returns and
-    each argument it updates in place written once."""
-    args = [a for k, a in enumerate(case.args(0)) if k not in case.host]
+    """Bytes one call moves at least: each argument array the kernel reads read once, each array
+    it returns and each argument it updates in place written once."""
+    skip = (*case.host, *case.unread)
+    args = [a for k, a in enumerate(case.args(0)) if k not in skip]
     read = sum(a.nbytes for a in arrays_in(args))
     written = sum(a.nbytes for a in arrays_in(result))
     written += sum(a.nbytes for k in case.updated for a in arrays_in(case.args(0)[k]))
@@ -75,7 +84,9 @@ def _launchers():
 
 
 def _rand(xp, rng, shape, scale=3.0, dtype=np.float32):
-    return xp.asarray((rng.standard_normal(shape) * scale).astype(dtype))
+    a = rng.standard_normal(shape, dtype=dtype)  # drawn in its dtype: a full run makes ~100
+    a *= scale  # arrays of 2^26 values on the host
+    return xp.asarray(a)
 
 
 # ----------------------------------------------------------------------------- the cases
@@ -135,6 +146,61 @@ def activation_cases(xp, rng, n):
         )
 
 
+# GELU (exact and tanh), SiLU: their backward kernels read the input x, not the output
+_TORCH_X_ACT = {
+    "gelu": ("F.gelu", lambda t, x: t.nn.functional.gelu(x), "aten.gelu_backward",
+             lambda t, d, x, a: t.ops.aten.gelu_backward(d, x, approximate=a)),
+    "gelu_tanh": ("F.gelu(approximate='tanh')",
+                  lambda t, x: t.nn.functional.gelu(x, approximate="tanh"),
+                  "aten.gelu_backward(approximate='tanh')",
+                  lambda t, d, x, a: t.ops.aten.gelu_backward(d, x, approximate=a)),
+    "silu": ("F.silu", lambda t, x: t.nn.functional.silu(x), "aten.silu_backward",
+             lambda t, d, x: t.ops.aten.silu_backward(d, x)),
+}  # fmt: skip
+
+
+def input_activation_cases(xp, rng, n):
+    """gelu_fwd/bwd, gelu_tanh_fwd/bwd, silu_fwd/bwd and erf_fwd: the op's reference (GELU
+    through cupyx's erf, SiLU through a sign-split sigmoid) against the kernel."""
+    from gpugrad import ops
+
+    for kernel, name, attrs in (
+        ("gelu", "gelu", {"approximate": "none"}),
+        ("gelu_tanh", "gelu", {"approximate": "tanh"}),
+        ("silu", "silu", {}),
+    ):
+        op = getattr(ops, name)
+        label, fn, bwd_label, bwd_fn = _TORCH_X_ACT[kernel]
+        yield Case(
+            "activations",
+            f"{kernel}_fwd",
+            [(_rand(xp, rng, n),) for _ in range(ROTATE)],
+            reference=lambda xp, x, op=op, a=attrs: op.fwd(xp, x, **a),
+            kernel=lambda xp, x, name=name, a=attrs: getattr(_launchers(), name)(xp, x, **a),
+            torch=fn,
+            torch_label=label,
+        )
+        saved = tuple(attrs.values())  # what the op saves with x: gelu's approximate=
+        yield Case(
+            "activations",
+            f"{kernel}_bwd",
+            [(_rand(xp, rng, n), _rand(xp, rng, n), *saved) for _ in range(ROTATE)],
+            reference=lambda xp, *a, op=op: op.bwd(xp, *a),
+            kernel=lambda xp, *a, name=name: getattr(_launchers(), f"{name}_backward")(xp, *a),
+            torch=bwd_fn,
+            torch_label=bwd_label,
+        )
+    yield Case(
+        "activations",
+        "erf_fwd",
+        [(_rand(xp, rng, n, scale=1.0),) for _ in range(ROTATE)],
+        reference=lambda xp, x: ops.erf.fwd(xp, x),
+        kernel=lambda xp, x: _launchers().erf(xp, x),
+        torch=lambda t, x: t.special.erf(x),
+        torch_label="torch.special.erf",
+    )
+
+
 def bias_act_cases(xp, rng, rows, cols):
     from gpugrad import fused
 
@@ -160,10 +226,38 @@ def bias_act_cases(xp, rng, rows, cols):
         torch_label="threshold_backward + sum(0), eager",
         tolerance={"rtol": 1e-3, "atol": 1e-3},  # column sums
     )
+    yield Case(
+        "bias_act",
+        "bias_act_fwd gelu",
+        [(_rand(xp, rng, (rows, cols)), b) for _ in range(ROTATE)],
+        reference=lambda xp, z, b: fused.bias_act.fwd(xp, z, b, activation="gelu"),
+        kernel=lambda xp, z, b: _launchers().bias_act(xp, z, b, activation="gelu"),
+        torch=lambda t, z, b: t.nn.functional.gelu(z + b),
+        torch_label="F.gelu(z + b), eager",
+    )
+    # GELU's derivative needs z + b: backward reads dout, z and b; the output only sets the shape
+    z = _rand(xp, rng, (rows, cols))
+    saved = (fused.bias_act.fwd(xp, z, b, activation="gelu"), "gelu", 0.01, (True, True), z, b)
+    yield Case(
+        "bias_act",
+        "bias_act_bwd gelu",
+        [(_rand(xp, rng, (rows, cols)), *saved) for _ in range(ROTATE)],
+        reference=lambda xp, *a: fused.bias_act.bwd(xp, *a),
+        kernel=lambda xp, *a: _launchers().bias_act_backward(xp, *a),
+        unread=(1,),
+        torch=lambda t, d, o, act, slope, needs, z, b: _torch_bias_gelu_bwd(t, d, z, b),
+        torch_label="gelu_backward(dout, z + b) + sum(0), eager",
+        tolerance={"rtol": 1e-3, "atol": 1e-3},  # column sums
+    )
 
 
 def _torch_bias_relu_bwd(t, d, o):
     dz = t.ops.aten.threshold_backward(d, o, 0)
+    return dz, dz.sum(0)
+
+
+def _torch_bias_gelu_bwd(t, d, z, b):
+    dz = t.ops.aten.gelu_backward(d, z + b)
     return dz, dz.sum(0)
 
 
@@ -244,6 +338,62 @@ def loss_cases(xp, rng, n):
         )
 
 
+def layernorm_cases(xp, rng, shapes):
+    """Forward, backward (dx, dw, db: both kernels, as training runs it) and each backward
+    kernel alone, for a width that gets a warp per row and one that gets a block per row.
+    PyTorch's twins are the aten ops F.layer_norm and its backward run, with the same
+    output mask."""
+    from gpugrad import fused
+    from gpugrad.backends.cuda.runtime import WARP_ROW_MAX
+
+    for m, d in shapes:
+        rows = "warp" if d <= WARP_ROW_MAX else "block"
+        w, b = _rand(xp, rng, d, scale=1.0), _rand(xp, rng, d, scale=1.0)
+        xs = [_rand(xp, rng, (m, d)) for _ in range(ROTATE)]
+        yield Case(
+            "layernorm",
+            f"layernorm_fwd_{rows}",
+            [(x, w, b) for x in xs],
+            reference=lambda xp, x, w, b: fused.layer_norm.fwd(xp, x, w, b),
+            kernel=lambda xp, x, w, b: _layernorm().layer_norm(xp, x, w, b),
+            torch=lambda t, x, w, b: t.ops.aten.native_layer_norm(x, [x.shape[-1]], w, b, 1e-5),
+            torch_label="aten.native_layer_norm (F.layer_norm)",
+        )
+        stats = [fused.layer_norm.fwd(xp, x, w, b)[1] for x in xs]
+        for name, needs, unread in (
+            # the saved values: dout, mean, rstd, x, w, b, normalized_ndim, eps, needs
+            (f"layernorm_bwd_{rows} + layernorm_param_bwd (dx, dw, db)", (True,) * 3, (5,)),
+            (f"layernorm_bwd_{rows} (dx)", (True, False, False), (5,)),
+            ("layernorm_param_bwd (dw, db)", (False, True, True), (4, 5)),  # w unread too
+        ):
+            tail = (1, 1e-5, needs)
+            yield Case(
+                "layernorm",
+                name,
+                [
+                    (_rand(xp, rng, (m, d), scale=1.0), s["mean"], s["rstd"], x, w, b, *tail)
+                    for x, s in zip(xs, stats, strict=True)
+                ],
+                reference=lambda xp, *a: fused.layer_norm.bwd(xp, *a),
+                kernel=lambda xp, *a: _layernorm().layer_norm_backward(xp, *a),
+                unread=unread,  # the bias (and for the column sums, the weight)
+                torch=_torch_layer_norm_bwd,
+                torch_label="aten.native_layer_norm_backward",
+                tolerance={"rtol": 1e-3, "atol": 1e-3},  # row and column sums in float32
+            )
+
+
+def _torch_layer_norm_bwd(t, dy, mean, rstd, x, w, b, nd, eps, needs):
+    return t.ops.aten.native_layer_norm_backward(dy, x, [x.shape[-1]], mean, rstd, w, b,
+                                                 list(needs))  # fmt: skip
+
+
+def _layernorm():
+    from gpugrad.backends.cuda import layernorm
+
+    return layernorm
+
+
 def matmul_cases(xp, rng, size):
     a = [_rand(xp, rng, (size, size), scale=1.0) for _ in range(ROTATE)]
     b = _rand(xp, rng, (size, size), scale=1.0)
@@ -260,48 +410,13 @@ def matmul_cases(xp, rng, size):
     )
 
 
-def optimizer_cases(xp, rng, n):
-    """Adam and SGD with momentum over four parameters of n/16 elements each."""
-    from gpugrad import optim_rules
-
-    sizes = [n // 16] * 4
-    p, g, m, v = ([_rand(xp, rng, s, scale=0.1) for s in sizes] for _ in range(4))
-    v = [xp.abs(a) for a in v]
-    adam_hp = np.tile([1, 1e-3, 0.9, 0.999, 1e-8, 0.0, 0, 0, 0, 1], (len(sizes), 1))
-    sgd_hp = np.tile([1, 1e-2, 0.9, 0.0, 0.0, 0, 0, 0], (len(sizes), 1))  # momentum, not first
-    none = [None] * len(sizes)
-    yield Case(
-        "optim",
-        "adam_step, 4 parameters",
-        [(p, g, m, v, none, adam_hp)],  # in place: one set, every call updates it
-        reference=lambda xp, *a: optim_rules.adam_rows(*a),
-        kernel=lambda xp, *a: _cuda().adam_step(*a),
-        updated=(0, 2, 3),
-        host=(5,),
-        torch=None,  # built by gpu_bench (torch.optim.Adam(fused=True) on copies)
-        torch_label="torch.optim.Adam(fused=True)",
-    )
-    bufs = [_rand(xp, rng, s, scale=0.1) for s in sizes]
-    yield Case(
-        "optim",
-        "sgd_step momentum, 4 parameters",
-        [(p, g, bufs, sgd_hp)],
-        reference=lambda xp, *a: optim_rules.sgd_rows(*a),
-        kernel=lambda xp, *a: _cuda().sgd_step(*a),
-        updated=(0, 2),
-        host=(3,),
-        torch=None,
-        torch_label="torch.optim.SGD(momentum=0.9, fused=True)",
-    )
-
-
 def _cuda():
     from gpugrad.backends import cuda
 
     return cuda
 
 
-FAMILIES = ("activations", "bias_act", "softmax_xent", "losses", "matmul", "optim")
+FAMILIES = ("activations", "bias_act", "layernorm", "softmax_xent", "losses", "matmul", "optim")
 
 
 def cases(xp, family="all", size="full", seed=0):
@@ -310,16 +425,25 @@ def cases(xp, family="all", size="full", seed=0):
     s = SIZES[size]
     rng = np.random.default_rng(seed)
     builders = {
-        "activations": lambda: activation_cases(xp, rng, s["n"]),
+        "activations": lambda: itertools.chain(activation_cases(xp, rng, s["n"]),
+                                               input_activation_cases(xp, rng, s["n"])),
         "bias_act": lambda: bias_act_cases(xp, rng, *s["rows"]),
+        "layernorm": lambda: layernorm_cases(xp, rng, s["ln"]),
         "softmax_xent": lambda: softmax_cases(xp, rng, s["xent"]),
         "losses": lambda: loss_cases(xp, rng, s["n"]),
         "matmul": lambda: matmul_cases(xp, rng, s["gemm"]),
-        "optim": lambda: optimizer_cases(xp, rng, s["n"]),
-    }
+        "optim": lambda: _optim(xp, rng, s["n"]),
+    }  # fmt: skip
     for name, build in builders.items():
         if family in (name, "all"):
             yield from build()
+
+
+def _optim(xp, rng, n):
+    from gpu_optim_cases import clip_cases, optimizer_cases  # it imports this module
+
+    yield from optimizer_cases(xp, rng, n)
+    yield from clip_cases(xp, rng, n)
 
 
 def shape_of(case: Case) -> str:
