@@ -462,6 +462,10 @@ def test_gpu_check_dry_run_parses_arguments_and_writes_results(tmp_path):
     assert len(names) == 4 and all("_dry-run" in n for n in names), names
     summary = next(tmp_path.glob("*_dry-run.md")).read_text()
     assert "gpu tests (pytest -m gpu -x -q): skipped (dry run)" in summary
-    assert "| softmax_xent |" in summary
+    sys.path.insert(0, str(script.parent))
+    from gpu_cases import FAMILIES
+
+    for family in FAMILIES:  # every family's rows, the layer and optimizer ones among them
+        assert f"| {family} |" in summary, family
     bad = subprocess.run(["bash", str(script), "--bogus"], capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown argument --bogus" in bad.stderr
