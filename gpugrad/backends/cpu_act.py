@@ -6,9 +6,9 @@ once and write once, with the same formulas (``gpugrad.activations``). The scala
 shared with the fused bias + activation kernels (``backends/cpu.py``). Codes are
 ``activations.CODES``, read by Numba as compile-time constants.
 
-Measured on 2 cores (minimum of repeated runs, (256, 512) and (1024, 1024) blocks): exact GELU
-10-28x faster than the reference, forward and backward, both dtypes; SiLU in float64 1.5-3x
-faster; SiLU in float32 and the tanh GELU in either dtype 0.2-1.2x (NumPy's SIMD exp and tanh
+Measured on 2 cores (``gpugrad bench --kernels`` and minimums of repeated runs over (256, 512)
+to (1024, 1024) blocks): exact GELU 6-28x faster than the reference, forward and backward
+(8.5-13x in the committed kernel report); SiLU in float64 1.5-3x faster; SiLU in float32 and the tanh GELU in either dtype 0.2-1.2x (NumPy's SIMD exp and tanh
 against Numba's scalar libm calls, no SVML here), so those decline and the reference runs.
 """
 
