@@ -90,7 +90,8 @@ def _save_safetensors(obj, path: Path, metadata: dict | None) -> None:
     for name, arr in arrays.items():
         if arr.dtype.hasobject or arr.dtype.kind in "USV":
             raise TypeError(f"gg.save: {name!r} has dtype {arr.dtype}; safetensors stores numbers")
-    arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+    # ascontiguousarray makes a 0-d array 1-d (BatchNorm's num_batches_tracked): reshape back.
+    arrays = {k: np.ascontiguousarray(v).reshape(v.shape) for k, v in arrays.items()}
     blob = _safetensors_numpy().save(arrays, metadata=header or None)
     atomic_write(path, lambda f: f.write(blob))
 

@@ -156,3 +156,25 @@ def test_weights_go_to_pytorch_and_back_with_identical_outputs(tmp_path):
     with gg.no_grad():
         again = back(gg.tensor(x)).numpy()
     assert np.array_equal(again, ours), "gpugrad -> PyTorch -> gpugrad changed the outputs"
+
+
+def test_batch_norm_buffers_round_trip_with_their_shapes_and_load_into_pytorch(tmp_path):
+    # num_batches_tracked is a 0-d int64 buffer: it must stay 0-d, as PyTorch stores it.
+    model = nn.MLP([64, 16, 10], norm="batch")
+    model(gg.tensor(_digits_test_inputs()[:32]))  # training mode: the running stats move
+    gg.save(model.state_dict(), tmp_path / "bn.safetensors")
+    loaded = gg.load(tmp_path / "bn.safetensors")
+    assert loaded["1.num_batches_tracked"].shape == () and loaded["1.num_batches_tracked"] == 1
+    other = nn.MLP([64, 16, 10], norm="batch")
+    assert other.load_state_dict(loaded) == ([], [])
+    for name, value in model.state_dict().items():
+        assert np.array_equal(other.state_dict()[name], value), name
+
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import load_file
+
+    peer = torch.nn.Sequential(
+        torch.nn.Linear(64, 16), torch.nn.BatchNorm1d(16), torch.nn.ReLU(), torch.nn.Linear(16, 10)
+    )
+    peer.load_state_dict(load_file(tmp_path / "bn.safetensors"))
+    assert int(peer[1].num_batches_tracked) == 1
