@@ -337,6 +337,22 @@ def test_broadcast_makes_parameters_identical_on_every_rank(job):
 
 @pytest.mark.mpi
 @two_ranks
+def test_broadcast_buffers_gives_every_rank_rank_0s_batch_norm_statistics(job):
+    x, _ = _data(8)
+    model = nn.MLP([5, 4, 3], norm="batch")
+    model(gg.tensor(x[4 * dist.rank() : 4 * dist.rank() + 4].astype(np.float32)))  # own shard
+    ours = {k: v.copy() for k, v in model.state_dict().items()}
+    dist.broadcast_buffers(model)
+    theirs = dist.broadcast_object(ours)  # rank 0's state before the broadcast
+    for name, value in model.state_dict().items():
+        assert value.shape == theirs[name].shape and np.array_equal(value, theirs[name]), name
+    assert model[1].num_batches_tracked.numpy().shape == ()
+    if dist.rank() == 1:  # the shards differ, so rank 1's own statistics were replaced
+        assert not np.array_equal(ours["1.running_mean"], theirs["1.running_mean"])
+
+
+@pytest.mark.mpi
+@two_ranks
 @pytest.mark.parametrize("name", ["sgd", "adam"])
 def test_two_rank_step_equals_one_rank_step_on_the_concatenated_batch(job, name):
     x, y = _data(16)

@@ -35,7 +35,7 @@ from .comm import (
     world_size,
 )
 from .env import LaunchInfo, launch_info, timeout_s
-from .optimizer import DistributedOptimizer, broadcast_parameters
+from .optimizer import DistributedOptimizer, broadcast_buffers, broadcast_parameters
 from .sampler import DistributedLoader
 
 __all__ = [
@@ -47,6 +47,7 @@ __all__ = [
     "backend",
     "barrier",
     "broadcast",
+    "broadcast_buffers",
     "broadcast_object",
     "broadcast_parameters",
     "init",

@@ -1,4 +1,5 @@
-"""broadcast_parameters and DistributedOptimizer: data parallelism in two calls.
+"""broadcast_parameters and DistributedOptimizer: data parallelism in two calls
+(``broadcast_buffers`` a third, for models with BatchNorm).
 
 Every rank holds the whole model. ``broadcast_parameters`` makes the copies equal once;
 after each backward, ``DistributedOptimizer`` replaces every rank's gradient with the weighted
@@ -84,6 +85,37 @@ def broadcast_parameters(model, root: int = 0) -> None:
         p.data[...] = buf
     for _, p in named:
         p._version[0] += 1  # the values changed under any graph that saved them
+
+
+def broadcast_buffers(model, root: int = 0) -> None:
+    """Copy the buffers of rank ``root``'s model (BatchNorm's running statistics) into every
+    rank's, in place, as PyTorch's DDP does with ``broadcast_buffers=True``.
+
+    Gradients are averaged, so parameters stay equal on every rank; buffers that a forward
+    pass updates from its batch do not, since each rank sees its own share of the batch. Call
+    this before evaluating, so that every rank evaluates (and saves) the same model.
+
+    >>> import gpugrad.distributed as dist
+    >>> from gpugrad import nn
+    >>> dist.broadcast_buffers(nn.BatchNorm1d(3))  # a job of one: nothing to do
+    """
+    named = [(n, b) for n, b in model.named_buffers() if b is not None]
+    if comm.world_size() == 1 or not named:
+        return
+    check_same(_signature(named), "broadcast_buffers")
+    be = comm.backend()
+    pending, copies = [], []
+    for _, b in named:
+        data = b.data
+        buf = data if data.flags.c_contiguous else data.copy()
+        pending.append(be.ibroadcast(buf.reshape(-1), root))  # a view, 0-d arrays included
+        if buf is not data:
+            copies.append((b, buf))
+    be.wait(pending, f"rank {be.rank}: broadcast_buffers ({len(named)} tensors)")
+    for b, buf in copies:
+        b.data[...] = buf
+    for _, b in named:
+        b._version[0] += 1
 
 
 class _Bucket:
