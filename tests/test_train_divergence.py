@@ -30,8 +30,8 @@ _NAN_AT_STEP = textwrap.dedent(
 
     real, steps = trainer.compute_loss, [0]
 
-    def compute_loss(name, logits, targets, classes):
-        loss = real(name, logits, targets, classes)
+    def compute_loss(name, logits, targets, classes, *rest):
+        loss = real(name, logits, targets, classes, *rest)
         if logits.requires_grad:  # a training step, not an evaluation
             steps[0] += 1
             if steps[0] == int(sys.argv[1]):

@@ -19,7 +19,7 @@ from .. import distributed as dist
 from ..checkpoint import load_checkpoint
 from . import rundir
 from .builders import DeviceUnavailable
-from .config import ConfigError, TrainConfig, check_value, fields, flag_of, shown
+from .config import PLANNED, ConfigError, TrainConfig, check_value, fields, flag_of, shown
 from .trainer import Trainer
 
 EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
@@ -250,7 +250,7 @@ def _resumed_config(state: dict, given: dict, folder: Path, status) -> TrainConf
     epochs = given.get("epochs", planned)
     # A run stopped inside an epoch, or after its last epoch but before the test evaluation.
     unfinished = state.get("position") is not None or status not in ("done", None)
-    if epochs != planned and saved["scheduler"] != "none":
+    if epochs != planned and saved["scheduler"] in PLANNED:
         raise UsageError(
             f"--resume: --epochs {epochs} differs from the {planned} this run's "
             f"{saved['scheduler']} schedule is planned over; fewer would leave the learning "
@@ -258,7 +258,7 @@ def _resumed_config(state: dict, given: dict, folder: Path, status) -> TrainConf
             f"start a new run with --epochs {epochs}"
         )
     if epochs < epochs_done or (epochs == epochs_done and not unfinished):
-        more = "" if saved["scheduler"] != "none" else f", or raise --epochs above {epochs_done}"
+        more = "" if saved["scheduler"] in PLANNED else f", or raise --epochs above {epochs_done}"
         raise UsageError(
             f"--resume: {folder} has done {epochs_done} of {epochs} epochs, nothing is left to "
             f"train; start a new run (--out DIR, or --overwrite){more}"

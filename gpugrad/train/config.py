@@ -6,17 +6,19 @@ shows, how the command line parses the value, which values it accepts (``choices
 family) and whether ``--resume`` may change it. The command line (``train/cli.py``) is built
 from these fields and ``TrainConfig`` checks them all when it is made, before anything is
 loaded or written. Adding an option is adding a field here and using it where the run is built
-(``builders.py``) or trained (``trainer.py``), for example::
+(``builders.py``) or trained (``trainer.py``); ``--label-smoothing`` below is one:
 
     label_smoothing: float | None = option(
-        None, "cross-entropy label smoothing (default 0)", check=FRACTION,
-        applies=Applies(lambda c: c.loss == "cross_entropy", "--loss cross_entropy",
-                        lambda c: f"--loss {c.loss}"),
+        None, "cross-entropy label smoothing (default 0)", check=FRACTION, parse=float,
+        applies=CROSS_ENTROPY_ONLY,
     )
 
 An option that applies only to some runs defaults to None and gets its value in
 ``_fill_defaults``, so that "given" and "left out" stay distinguishable. A bound that depends
-on another option is a ``Requirement(..., relative=True)``.
+on another option is a ``Requirement(..., relative=True)`` (``--warmup-epochs`` below --epochs),
+whose text may then be a function of the configuration. Unless it is ``resumable``, ``--resume``
+refuses a value that differs from the checkpoint's; give it a test in
+``tests/test_train_options.py``.
 """
 
 from __future__ import annotations
@@ -33,7 +35,10 @@ from ..data import DATASETS
 
 LOSSES = ("cross_entropy", "multi_margin", "mse")
 OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULERS = ("none", "step", "cosine")
+SCHEDULERS = ("none", "step", "cosine", "onecycle", "plateau")
+# The schedules planned over --epochs, which --resume therefore may not change.
+PLANNED = ("step", "cosine", "onecycle")
+NORMS = ("none", "layer", "batch")
 # Each optimizer's own learning rate: SGD's 0.1 (momentum 0.9) reaches 98.7% on digits' test
 # split in the default 30 epochs (mean of seeds 0-2; 3e-3 reached 68%); Adam's 3e-3 98.2%.
 DEFAULT_LR = {"sgd": 0.1, "adam": 3e-3, "adamw": 3e-3}
@@ -50,9 +55,10 @@ class ConfigError(ValueError):
 class Requirement:
     """What a value must be: ``text`` completes "must be ...". With ``relative`` the test is
     ``test(value, config)``, for a bound set by another option (a warm-up shorter than
-    ``--epochs``); it is checked once the whole configuration is known."""
+    ``--epochs``); it is checked once the whole configuration is known, and ``text`` may then
+    be a function of the configuration."""
 
-    text: str
+    text: str | Callable[..., str]
     test: Callable[..., bool]
     relative: bool = False
 
@@ -70,6 +76,14 @@ def at_least(n: int) -> Requirement:
     return Requirement(f"an integer >= {n}", lambda v: isinstance(v, numbers.Integral) and v >= n)
 
 
+WARMUP = Requirement(
+    lambda c: (
+        f"an integer >= 1 and below --epochs {c.epochs}, so that epochs remain for the "
+        "schedule after it; lower it or raise --epochs"
+    ),
+    lambda v, c: isinstance(v, numbers.Integral) and 1 <= v < c.epochs,
+    relative=True,
+)
 HIDDEN_SIZES = Requirement(
     "comma-separated integers >= 1, such as 128,64",
     lambda v: all(isinstance(h, numbers.Integral) and h >= 1 for h in v),
@@ -85,16 +99,33 @@ DEVICE = Requirement(
 
 @dataclass(frozen=True)
 class Applies:
-    """The runs an option means something for: ``test(config)``, described by ``text``;
-    ``setting(config)`` names the setting of a run it does not apply to."""
+    """The runs an option means something for: ``test(config)``, described by ``text`` (a
+    string, or a function of the configuration); ``setting(config)`` names the setting of a
+    run it does not apply to."""
 
     test: Callable[[TrainConfig], bool]
-    text: str
+    text: str | Callable[[TrainConfig], str]
     setting: Callable[[TrainConfig], str]
 
 
-SGD_ONLY = Applies(
-    lambda c: c.optimizer == "sgd", "--optimizer sgd", lambda c: f"--optimizer {c.optimizer}"
+def _sgd_momentum_text(c) -> str:
+    return "--optimizer sgd" if c.optimizer != "sgd" else "a --scheduler other than onecycle"
+
+
+def _sgd_momentum_setting(c) -> str:
+    if c.optimizer != "sgd":
+        return f"--optimizer {c.optimizer}"
+    return "--scheduler onecycle, which cycles the momentum itself (0.95 down to 0.85 and back)"
+
+
+# SGD's momentum, unless OneCycleLR cycles it (as PyTorch's does by default).
+SGD_MOMENTUM = Applies(
+    lambda c: c.optimizer == "sgd" and c.scheduler != "onecycle",
+    _sgd_momentum_text,
+    _sgd_momentum_setting,
+)
+CROSS_ENTROPY_ONLY = Applies(
+    lambda c: c.loss == "cross_entropy", "--loss cross_entropy", lambda c: f"--loss {c.loss}"
 )
 FILE_DATASETS_ONLY = Applies(
     lambda c: c.dataset in FILE_DATASETS,
@@ -153,7 +184,21 @@ class TrainConfig:
         (128, 64), "hidden layer sizes", parse=parse_hidden, check=HIDDEN_SIZES, metavar="N,N"
     )
     activation: str = option("relu", "hidden-layer activation", choices=activations.HIDDEN)
+    norm: str = option(
+        "none",
+        "LayerNorm or BatchNorm1d after each hidden Linear, before its activation",
+        choices=NORMS,
+    )
     loss: str = option("cross_entropy", "the training loss", choices=LOSSES)
+    label_smoothing: float | None = option(
+        None,
+        "cross-entropy label smoothing: the target is (1 - S) one-hot + S / classes; the "
+        "reported losses include it (default 0)",
+        check=FRACTION,
+        parse=float,
+        applies=CROSS_ENTROPY_ONLY,
+        metavar="S",
+    )
     optimizer: str = option("adam", "the optimizer", choices=OPTIMIZERS)
     lr: float | None = option(
         None,
@@ -163,9 +208,9 @@ class TrainConfig:
     )
     momentum: float | None = option(
         None,
-        f"SGD momentum (default {DEFAULT_MOMENTUM})",
+        f"SGD momentum (default {DEFAULT_MOMENTUM}; onecycle cycles it instead)",
         check=FRACTION,
-        applies=SGD_ONLY,
+        applies=SGD_MOMENTUM,
         parse=float,
     )
     weight_decay: float | None = option(
@@ -174,13 +219,36 @@ class TrainConfig:
     batch_size: int = option(
         64, "samples per optimizer step, all ranks together", check=at_least(1)
     )
+    clip_grad_norm: float | None = option(
+        None,
+        "scale the gradients down to a total 2-norm of at most X before each step (after the "
+        "ranks' average); the epoch line shows the mean norm before clipping (default: none)",
+        check=POSITIVE,
+        parse=float,
+        metavar="X",
+    )
     epochs: int = option(
         30,
-        "total epochs; --resume may change it with --scheduler none only",
+        "total epochs; --resume may change it with --scheduler none or plateau only",
         check=at_least(1),
         resumable=True,
     )
-    scheduler: str = option("cosine", "learning-rate schedule over the epochs", choices=SCHEDULERS)
+    scheduler: str = option(
+        "cosine",
+        "learning-rate schedule: step (10x down at each third of the run) and cosine per epoch, "
+        "onecycle per batch (--lr is its peak), plateau (10x down when the validation loss "
+        "stalls for more than 5 epochs)",
+        choices=SCHEDULERS,
+    )
+    warmup_epochs: int | None = option(
+        None,
+        "epochs of linear warm-up from lr/25 before the schedule, which then runs over the "
+        "remaining epochs; with onecycle, the length of its own warm-up (default: none; "
+        "onecycle: 0.3 of the run)",
+        check=WARMUP,
+        parse=int,
+        metavar="N",
+    )
     val_fraction: float = option(
         0.1, "share of the train split held out to pick best.npz", check=FRACTION
     )
@@ -268,11 +336,13 @@ def _check_field(config: TrainConfig, f: dataclasses.Field) -> None:
         return
     rule, applies, flag = f.metadata["check"], f.metadata["applies"], flag_of(f)
     if rule is not None and rule.relative and not rule.test(value, config):
-        raise ConfigError(f"{flag} {shown(value)}: must be {rule.text}")
+        text = rule.text(config) if callable(rule.text) else rule.text
+        raise ConfigError(f"{flag} {shown(value)}: must be {text}")
     if applies is not None and not applies.test(config):
+        text = applies.text(config) if callable(applies.text) else applies.text
         raise ConfigError(
-            f"{flag} {shown(value)}: applies to {applies.text} only, not to "
-            f"{applies.setting(config)}; drop {flag} (or choose {applies.text})"
+            f"{flag} {shown(value)}: applies to {text} only, not to "
+            f"{applies.setting(config)}; drop {flag} (or choose {text})"
         )
 
 
@@ -280,8 +350,10 @@ def _fill_defaults(config: TrainConfig) -> None:
     """Give the options left out (None) the value that applies to this run."""
     if config.lr is None:
         config.lr = DEFAULT_LR[config.optimizer]
-    if config.momentum is None and SGD_ONLY.test(config):
+    if config.momentum is None and SGD_MOMENTUM.test(config):
         config.momentum = DEFAULT_MOMENTUM
+    if config.label_smoothing is None and CROSS_ENTROPY_ONLY.test(config):
+        config.label_smoothing = 0.0
     if config.weight_decay is None:
         config.weight_decay = DEFAULT_WEIGHT_DECAY[config.optimizer]
     if config.out is None:

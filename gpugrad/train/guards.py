@@ -120,6 +120,22 @@ def check_parameters(model, xp, epoch: int, last_finite) -> None:
             raise Diverged(epoch, None, value, last_finite, f"parameter {name}")
 
 
+def diverged_message(e: Diverged, batches: int, epochs_done: int, checkpoint, lr: float) -> str:
+    """What a diverged run says: where, what became what, what was kept, the way on."""
+    where = f"epoch {e.epoch + 1}" + (
+        f", batch {e.batch + 1}/{batches}" if e.batch is not None else ""
+    )
+    last = f"; last finite training loss {e.last_finite:.4g}" if e.last_finite else ""
+    if checkpoint is not None:
+        kept = f"{checkpoint} keeps the state after epoch {epochs_done}"
+    else:
+        kept = "nothing was saved (it diverged in the first epoch)"
+    return (
+        f"diverged at {where}: {e.what} became {e.value}{last}; {kept}. "
+        f"Lower the learning rate (--lr {lr:g} now) and start a new run"
+    )
+
+
 def growth_warning(h: dict, watch: LossWatch, lr: float) -> str | None:
     """A warning line when epoch ``h``'s mean training loss is far above the untrained
     model's: the run is diverging even while every loss is still finite."""

@@ -1,5 +1,5 @@
-"""What a run says and records about itself: its log lines, metrics.json and the header of
-best.safetensors."""
+"""What a run says and records about itself: its log lines and progress bar, metrics.json, the
+header of best.safetensors, and the ``Result`` it reports back."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import contextlib
 import functools
 import os
 import platform
+import sys
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -15,7 +17,34 @@ import numpy as np
 from .. import __version__
 from .. import distributed as dist
 from ..device import xp_for
-from .builders import describe_model
+from .builders import describe_model, describe_schedule
+
+
+@dataclass
+class Result:
+    """What a finished, interrupted or diverged run reports back."""
+
+    status: str  # "done", "interrupted" or "diverged"
+    epochs_done: int
+    history: list = field(default_factory=list)
+    test: dict | None = None
+    best: dict | None = None
+    seconds: float = 0.0
+    message: str = ""
+
+
+def progress_bar(trainer, total: int, desc: str):
+    """A tqdm bar on a terminal (None when quiet, redirected, not rank 0, or without tqdm)."""
+    if trainer.config.quiet or not sys.stderr.isatty() or not trainer.is_main:
+        return None
+    try:
+        import tqdm
+    except ImportError as e:
+        if not getattr(trainer, "_said_no_tqdm", False):
+            trainer.log(f"progress bar skipped: tqdm is not installed ({e})")
+            trainer._said_no_tqdm = True
+        return None
+    return tqdm.tqdm(total=total, desc=desc, unit="batch", leave=False, file=sys.stderr)
 
 
 def now() -> str:
@@ -26,11 +55,14 @@ def now() -> str:
 def epoch_line(config, h: dict) -> str:
     """One epoch's line of the log."""
     width = len(str(config.epochs))
+    clip = ""
+    if "clip_norm" in h:  # --clip-grad-norm: the mean norm before clipping, the steps clipped
+        clip = f"  grad norm {h['clip_norm']:.3g} ({h['clipped_steps']}/{h['steps']} clipped)"
     return (
         f"epoch {h['epoch']:>{width}}/{config.epochs}  "
         f"train loss {h['train_loss']:.4f} acc {h['train_acc']:6.2%}  "
         f"val loss {h['val_loss']:.4f} acc {h['val_acc']:6.2%}  "
-        f"lr {h['lr']:.2e}  {h['time_s']:.2f} s ({h['samples_per_s']:,.0f} samples/s)"
+        f"lr {h['lr']:.2e}{clip}  {h['time_s']:.2f} s ({h['samples_per_s']:,.0f} samples/s)"
     )
 
 
@@ -48,11 +80,17 @@ def describe(trainer) -> str:
         be = dist.backend()
         device += f" x {trainer.world} ranks ({be.name if be else '?'})"
     momentum = f" momentum {cfg.momentum:g}" if cfg.momentum is not None else ""
+    norm = f" {cfg.norm}norm" if cfg.norm != "none" else ""
+    extras = ""
+    if cfg.label_smoothing:
+        extras += f", label smoothing {cfg.label_smoothing:g}"
+    if cfg.clip_grad_norm is not None:
+        extras += f", grad norm clipped to {cfg.clip_grad_norm:g}"
     return (
-        f"device {device} | model MLP {sizes} {cfg.activation}, "
+        f"device {device} | model MLP {sizes} {cfg.activation}{norm}, "
         f"{trainer.num_parameters():,} parameters | {cfg.dataset}: "
         f"{len(trainer.train_set):,} train, {val}, {len(trainer.test_set):,} test | "
-        f"{cfg.optimizer} lr {cfg.lr:g}{momentum}, {cfg.scheduler} schedule, "
+        f"{cfg.optimizer} lr {cfg.lr:g}{momentum}, {describe_schedule(cfg)}{extras}, "
         f"batch {cfg.batch_size} | out {cfg.out}"
     )
 

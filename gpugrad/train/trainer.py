@@ -13,9 +13,7 @@ that was never stopped. A loss that becomes NaN or infinite stops the run (statu
 from __future__ import annotations
 
 import math
-import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,41 +24,34 @@ from ..checkpoint import save_checkpoint, write_json
 from ..data import DataLoader, load_dataset
 from ..device import cuda_device_count, parse_device, xp_for
 from ..engine import no_grad
+from ..nn.utils import clip_grad_norm_
 from ..plots import write_plots
 from ..serialization import save as save_file
 from . import records, rundir
 from .builders import (
+    ON_METRIC,
+    PER_BATCH,
     build_model,
     build_optimizer,
     build_scheduler,
+    check_batches,
+    check_resumed_schedule,
     compute_loss,
     current_lr,
     resolve_device,
 )
 from .config import TrainConfig
-from .guards import Diverged, LossWatch, StopFlag, check_parameters, growth_warning
+from .guards import (
+    Diverged,
+    LossWatch,
+    StopFlag,
+    check_parameters,
+    diverged_message,
+    growth_warning,
+)
+from .records import Result
 
 EVAL_BATCH = 1024
-
-
-def _try_import(module: str):
-    try:
-        return __import__(module, fromlist=["_"])
-    except ImportError as e:
-        return e
-
-
-@dataclass
-class Result:
-    """What a finished, interrupted or diverged run reports back."""
-
-    status: str  # "done", "interrupted" or "diverged"
-    epochs_done: int
-    history: list = field(default_factory=list)
-    test: dict | None = None
-    best: dict | None = None
-    seconds: float = 0.0
-    message: str = ""
 
 
 class Trainer:
@@ -93,6 +84,7 @@ class Trainer:
             self.train_set, self.val_set = train, self.test_set
         self.classes = train.num_classes
         self.in_features = train.num_features
+        check_batches(config, len(self.train_set), self.world)
         self.feature_range = (float(train.x.min()), float(train.x.max()))
 
         creation.manual_seed(config.seed)
@@ -105,10 +97,10 @@ class Trainer:
             dist.broadcast_parameters(self.model)
             self.optimizer = dist.DistributedOptimizer(self.optimizer)
             loader_class = dist.DistributedLoader
-        self.scheduler = build_scheduler(config, self.optimizer)
         self.loader = loader_class(
             self.train_set, config.batch_size, shuffle=True, seed=config.seed, device=self.device
         )
+        self.scheduler = build_scheduler(config, self.optimizer, len(self.loader))
         self.val_loader = DataLoader(self.val_set, EVAL_BATCH, device=self.device)
         self.test_loader = DataLoader(self.test_set, EVAL_BATCH, device=self.device)
         # Gradient flow is tracked for the weight matrices, one curve per Linear layer.
@@ -161,6 +153,7 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict) -> None:
+        check_resumed_schedule(self.config, state.get("scheduler"), len(self.loader))
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler") is not None:
@@ -202,28 +195,18 @@ class Trainer:
     # ------------------------------------------------------------------ loops
     def evaluate(self, loader) -> tuple[float, float]:
         """Mean loss and accuracy over a loader, without recording a graph."""
+        cfg = self.config
         self.model.eval()
         total_loss, correct, seen = 0.0, 0, 0
         with no_grad(), np.errstate(all="ignore"):
             for x, y in loader:
                 logits = self.model(x)
-                loss = compute_loss(self.config.loss, logits, y, self.classes)
+                loss = compute_loss(cfg.loss, logits, y, self.classes, cfg.label_smoothing)
                 n = len(y)
                 total_loss += float(loss.item()) * n
                 correct += int((logits.data.argmax(axis=1) == y.data).sum())
                 seen += n
         return total_loss / max(seen, 1), correct / max(seen, 1)
-
-    def _progress(self, total: int, desc: str):
-        if self.config.quiet or not sys.stderr.isatty() or not self.is_main:
-            return None
-        tqdm = _try_import("tqdm")
-        if isinstance(tqdm, ImportError):
-            if not getattr(self, "_said_no_tqdm", False):
-                self.log(f"progress bar skipped: tqdm is not installed ({tqdm})")
-                self._said_no_tqdm = True
-            return None
-        return tqdm.tqdm(total=total, desc=desc, unit="batch", leave=False, file=sys.stderr)
 
     def _train_epoch(self, epoch: int) -> bool:
         """Train one epoch (from ``self.position`` when resuming); False if stopped early.
@@ -240,7 +223,10 @@ class Trainer:
         start = 0
         # Running sums stay on the device (no sync per step) and in float64, and are saved
         # with a mid-epoch checkpoint so that the epoch's metrics match an unbroken run.
+        # clip_norm and clipped (the norms before clipping, the steps clipped) are the same on
+        # every rank: they are measured after the gradients' all-reduce.
         sums = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0, "steps": 0}
+        sums.update(clip_norm=0.0, clipped=0)
         grads = {name: 0.0 for name, _ in self.tracked}
         if self.position is not None and self.position["epoch"] == epoch:
             start = int(self.position["batch"])
@@ -250,17 +236,19 @@ class Trainer:
                 sums.update(loss=0.0, correct=0, seen=0)
         loss_sum = xp.asarray(sums["loss"], dtype=xp.float64)
         correct = xp.asarray(sums["correct"], dtype=xp.int64)
+        clip_norm = xp.asarray(sums["clip_norm"], dtype=xp.float64)
+        clipped = xp.asarray(sums["clipped"], dtype=xp.int64)
         grad_sums = {name: xp.asarray(v, dtype=xp.float64) for name, v in grads.items()}
         seen, steps = int(sums["seen"]), int(sums["steps"])
-        bar = self._progress(len(self.loader), f"epoch {epoch + 1}/{cfg.epochs}")
+        bar = records.progress_bar(self, len(self.loader), f"epoch {epoch + 1}/{cfg.epochs}")
         if bar is not None:
             bar.update(start)
         t0 = time.perf_counter()
-        batch = start
+        batch, lr = start, current_lr(self.optimizer)
         try:
             for batch, (x, y) in enumerate(self.loader.iter_from(start), start=start):
                 logits = self.model(x)
-                loss = compute_loss(cfg.loss, logits, y, self.classes)
+                loss = compute_loss(cfg.loss, logits, y, self.classes, cfg.label_smoothing)
                 bad = watch.check()  # the previous batch's loss, while this one's is queued
                 self.optimizer.zero_grad()
                 loss.backward()
@@ -279,7 +267,14 @@ class Trainer:
                 for name, p in self.tracked:
                     if p.grad is not None:
                         grad_sums[name] += xp.linalg.norm(p.grad.data)
+                if cfg.clip_grad_norm is not None:  # on the averaged gradients, before the step
+                    norm = clip_grad_norm_(self.model.parameters(), cfg.clip_grad_norm).data
+                    clip_norm += norm
+                    clipped += norm > cfg.clip_grad_norm
+                lr = current_lr(self.optimizer)  # the lr of this step
                 self.optimizer.step()
+                if cfg.scheduler in PER_BATCH:
+                    self.scheduler.step()
                 watch.push(epoch, batch, loss.data)
                 n = len(y)
                 loss_sum += loss.data * n
@@ -311,6 +306,8 @@ class Trainer:
                             "seen": int(totals[2]),
                             "seconds": sums["seconds"] + time.perf_counter() - t0,
                             "steps": steps,
+                            "clip_norm": float(clip_norm),
+                            "clipped": int(clipped),
                         },
                         "grad_norms": {k: float(v) for k, v in grad_sums.items()},
                     }
@@ -327,16 +324,21 @@ class Trainer:
         self._check_parameters(epoch)
         seconds = sums["seconds"] + time.perf_counter() - t0
         self.position = None
-        lr = current_lr(self.optimizer)
-        if self.scheduler is not None:
+        epoch_scheduled = self.scheduler is not None and cfg.scheduler not in PER_BATCH
+        if epoch_scheduled and cfg.scheduler not in ON_METRIC:
             self.scheduler.step()
+        if self.world > 1:  # the ranks' batch norms saw different samples: rank 0's stand
+            dist.broadcast_buffers(self.model)
         val_loss, val_acc = self.evaluate(self.val_loader)
         if not math.isfinite(val_loss):  # finite training losses, yet the weights overflow
             raise Diverged(epoch, None, val_loss, watch.last_finite, "the validation loss")
+        train_loss = float(loss_sum) / max(seen, 1)
+        if epoch_scheduled and cfg.scheduler in ON_METRIC:  # never the test split's loss
+            self.scheduler.step(val_loss if self.val_set is not self.test_set else train_loss)
         self.history.append(
             {
                 "epoch": epoch + 1,
-                "train_loss": float(loss_sum) / max(seen, 1),
+                "train_loss": train_loss,
                 "train_acc": int(correct) / max(seen, 1),
                 "val_loss": val_loss,
                 "val_acc": val_acc,
@@ -346,6 +348,9 @@ class Trainer:
                 "grad_norm": {k: float(v) / max(steps, 1) for k, v in grad_sums.items()},
             }
         )
+        if cfg.clip_grad_norm is not None:
+            self.history[-1].update(clip_norm=float(clip_norm) / max(steps, 1))
+            self.history[-1].update(clipped_steps=int(clipped), steps=steps)
         return True
 
     def _check_parameters(self, epoch: int) -> None:
@@ -430,18 +435,8 @@ class Trainer:
         return Result("done", self.epoch, self.history, test, self.best, seconds)
 
     def _diverged(self, e: Diverged, seconds: float) -> Result:
-        where = f"epoch {e.epoch + 1}" + (
-            f", batch {e.batch + 1}/{len(self.loader)}" if e.batch is not None else ""
-        )
-        last = f"; last finite training loss {e.last_finite:.4g}" if e.last_finite else ""
-        if self.epoch:
-            kept = f"{self.checkpoint_path} keeps the state after epoch {self.epoch}"
-        else:
-            kept = "nothing was saved (it diverged in the first epoch)"
-        msg = (
-            f"diverged at {where}: {e.what} became {e.value}{last}; {kept}. "
-            f"Lower the learning rate (--lr {self.config.lr:g} now) and start a new run"
-        )
+        kept = self.checkpoint_path if self.epoch else None
+        msg = diverged_message(e, len(self.loader), self.epoch, kept, self.config.lr)
         self._finish("diverged", divergence=e.to_json())
         return Result("diverged", self.epoch, self.history, None, self.best, seconds, msg)
 
