@@ -286,6 +286,31 @@ def test_cli_under_mpirun_writes_only_from_rank_0_and_resumes_on_one_process(tmp
         assert ha["val_loss"] == pytest.approx(hb["val_loss"], rel=1e-4)
 
 
+@needs_mpirun
+def test_cli_under_mpirun_clips_the_averaged_gradients_as_one_process_does(tmp_path):
+    # Clipping after the all-reduce sees the whole batch's gradient: its norm, the clipping and
+    # so the run are one process's (up to float32 rounding of the averaging). Clipping each
+    # rank's half-batch gradient would measure larger norms and take other steps.
+    args = ["-m", "gpugrad", "train", "--epochs", "2", "--hidden", "32", "--no-plots"]
+    args += ["--quiet", "--clip-grad-norm", "0.5", "--scheduler", "onecycle"]
+    args += ["--warmup-epochs", "1", "--label-smoothing", "0.1", "--out", "run"]
+    (tmp_path / "two").mkdir()
+    (tmp_path / "one").mkdir()
+    proc = _run(_mpirun(2, sys.executable, *args, "--distributed"), cwd=tmp_path / "two")
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert "x 2 ranks (mpi)" in proc.stdout and "grad norm clipped to 0.5" in proc.stdout
+    single = _run([sys.executable, *args], cwd=tmp_path / "one")
+    assert single.returncode == 0, single.stderr[-3000:]
+    a, b = (
+        json.loads((tmp_path / d / "run" / "metrics.json").read_text())["epochs"]
+        for d in ("two", "one")
+    )
+    for ha, hb in zip(a, b, strict=True):
+        for key in ("train_loss", "val_loss", "clip_norm", "lr"):
+            assert ha[key] == pytest.approx(hb[key], rel=1e-4), key
+        assert ha["clipped_steps"] == hb["clipped_steps"] > 0
+
+
 # ----------------------------------------------------------------------------- inside mpirun
 
 
@@ -433,3 +458,32 @@ def test_loader_without_seed_shuffles_alike_on_every_rank(job):
 def test_broadcast_object_sends_rank_0s_value(job):
     assert dist.broadcast_object({"rank": dist.rank(), "a": np.arange(3)})["rank"] == 0
     dist.barrier()
+
+
+@pytest.mark.mpi
+@two_ranks
+def test_a_batch_norm_plateau_run_keeps_every_rank_on_the_same_model_and_lr(job, tmp_path):
+    from gpugrad.train import TrainConfig, Trainer
+
+    cfg = TrainConfig(
+        dataset="moons",
+        hidden=(16,),
+        norm="batch",
+        scheduler="plateau",
+        lr=1e-6,  # a flat loss (once the running statistics settle): the plateau cuts the lr
+        epochs=12,
+        device="cpu",
+        out=str(tmp_path / "run"),
+        plots=False,
+        quiet=True,
+    )
+    trainer = Trainer(cfg)
+    result = trainer.fit()
+    assert result.status == "done"
+    ours = {k: v.copy() for k, v in trainer.model.state_dict().items()}
+    theirs = dist.broadcast_object(ours)
+    for name, value in ours.items():  # parameters and BatchNorm's running statistics
+        assert np.array_equal(value, theirs[name]), name
+    history = [(h["val_loss"], h["lr"]) for h in result.history]
+    assert dist.broadcast_object(history) == history
+    assert history[-1][1] == pytest.approx(1e-7, rel=1e-12) and history[0][1] == 1e-6

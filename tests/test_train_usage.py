@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import stat
 import subprocess
@@ -137,36 +138,52 @@ def test_each_setting_is_checked_with_its_own_message(settings, message):
     assert str(error.value).startswith(message)
 
 
-def test_a_new_option_is_one_field_with_its_checks():
-    import dataclasses
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"norm": "group"}, "--norm 'group': must be one of none, layer, batch"),
+        ({"label_smoothing": 1.0}, "--label-smoothing 1: must be a finite number in [0, 1)"),
+        (
+            {"label_smoothing": 0.1, "loss": "mse"},
+            "--label-smoothing 0.1: applies to --loss cross_entropy only, not to --loss mse; "
+            "drop --label-smoothing (or choose --loss cross_entropy)",
+        ),
+        ({"clip_grad_norm": -1.0}, "--clip-grad-norm -1: must be a finite number > 0"),
+        ({"clip_grad_norm": math.inf}, "--clip-grad-norm inf: must be a finite number > 0"),
+        (
+            {"warmup_epochs": 5, "epochs": 5},
+            "--warmup-epochs 5: must be an integer >= 1 and below --epochs 5, so that epochs "
+            "remain for the schedule after it; lower it or raise --epochs",
+        ),
+        ({"warmup_epochs": 0}, "--warmup-epochs 0: must be an integer >= 1 and below --epochs 30"),
+        ({"warmup_epochs": 1.5}, "--warmup-epochs 1.5: must be an integer >= 1"),
+        ({"scheduler": "linear"}, "--scheduler 'linear': must be one of none, step, cosine, "),
+        (
+            {"momentum": 0.5, "optimizer": "sgd", "scheduler": "onecycle"},
+            "--momentum 0.5: applies to a --scheduler other than onecycle only, not to "
+            "--scheduler onecycle, which cycles the momentum itself",
+        ),
+    ],
+)
+def test_the_training_recipe_options_are_checked_with_their_own_messages(settings, message):
+    # Each option is one field of TrainConfig (config.py): its checks come with it.
+    with pytest.raises(ConfigError) as error:
+        TrainConfig(**settings)
+    assert str(error.value).startswith(message), str(error.value)
 
-    from gpugrad.train.config import Applies, Requirement, option
 
-    @dataclasses.dataclass
-    class Extended(TrainConfig):
-        warmup_epochs: int = option(
-            0,
-            "epochs of linear warm-up",
-            check=Requirement("an integer in [0, --epochs)", lambda v, c: 0 <= v < c.epochs, True),
-        )
-        label_smoothing: float | None = option(
-            None,
-            "label smoothing",
-            check=Requirement("in [0, 1)", lambda v: 0 <= v < 1),
-            applies=Applies(
-                lambda c: c.loss == "cross_entropy", "--loss cross_entropy", lambda c: c.loss
-            ),
-        )
-
-    assert Extended(epochs=5, warmup_epochs=2, label_smoothing=0.1).warmup_epochs == 2
-    with pytest.raises(
-        ConfigError, match=r"^--warmup-epochs 5: must be an integer in \[0, --epochs\)"
-    ):
-        Extended(epochs=5, warmup_epochs=5)
-    with pytest.raises(
-        ConfigError, match="^--label-smoothing 0.1: applies to --loss cross_entropy"
-    ):
-        Extended(loss="mse", label_smoothing=0.1)
+def test_options_that_apply_to_some_runs_only_are_recorded_only_there():
+    ce, mse = TrainConfig(), TrainConfig(loss="mse")
+    assert ce.label_smoothing == 0.0 and mse.label_smoothing is None
+    assert "label_smoothing" not in mse.to_json()
+    onecycle = TrainConfig(optimizer="sgd", scheduler="onecycle")
+    assert onecycle.momentum is None and "momentum" not in onecycle.to_json()
+    plain = TrainConfig().to_json()
+    assert "clip_grad_norm" not in plain and "warmup_epochs" not in plain
+    assert plain["norm"] == "none"
+    # A checkpoint written before these options resumes with their defaults.
+    old = {k: v for k, v in plain.items() if k not in ("norm", "label_smoothing")}
+    assert TrainConfig.from_json(old) == TrainConfig()
 
 
 def test_optimizer_defaults_apply_only_where_they_mean_something():
