@@ -236,8 +236,8 @@ class TrainConfig:
     scheduler: str = option(
         "cosine",
         "learning-rate schedule: step (10x down at each third of the run) and cosine per epoch, "
-        "onecycle per batch (--lr is its peak), plateau (10x down when the validation loss "
-        "stalls for more than 5 epochs)",
+        "onecycle per batch (--lr is its peak), plateau (10x down when the validation loss, "
+        "or the training loss under --val-fraction 0, stalls for more than 5 epochs)",
         choices=SCHEDULERS,
     )
     warmup_epochs: int | None = option(
