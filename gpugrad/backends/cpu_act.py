@@ -8,8 +8,9 @@ shared with the fused bias + activation kernels (``backends/cpu.py``). Codes are
 
 Measured on 2 cores (``gpugrad bench --kernels`` and minimums of repeated runs over (256, 512)
 to (1024, 1024) blocks): exact GELU 6-28x faster than the reference, forward and backward
-(8.5-13x in the committed kernel report); SiLU in float64 1.5-3x faster; SiLU in float32 and the tanh GELU in either dtype 0.2-1.2x (NumPy's SIMD exp and tanh
-against Numba's scalar libm calls, no SVML here), so those decline and the reference runs.
+(8.5-13x in the committed kernel report); SiLU in float64 1.5-3x faster; SiLU in float32 and
+the tanh GELU in either dtype 0.2-1.2x (NumPy's SIMD exp and tanh against Numba's scalar libm
+calls, no SVML here), so those decline and the reference runs.
 """
 
 from __future__ import annotations
