@@ -71,20 +71,7 @@ def broadcast_parameters(model, root: int = 0) -> None:
     named = _params_of(model)
     if comm.world_size() == 1:
         return
-    check_same(_signature(named), "broadcast_parameters")
-    be = comm.backend()
-    pending, copies = [], []
-    for _, p in named:
-        data = p.data
-        buf = data if data.flags.c_contiguous else data.copy()
-        pending.append(be.ibroadcast(buf.reshape(-1), root))
-        if buf is not data:
-            copies.append((p, buf))
-    be.wait(pending, f"rank {be.rank}: broadcast_parameters ({len(named)} tensors)")
-    for p, buf in copies:
-        p.data[...] = buf
-    for _, p in named:
-        p._version[0] += 1  # the values changed under any graph that saved them
+    _broadcast_in_place(named, root, "broadcast_parameters")
 
 
 def broadcast_buffers(model, root: int = 0) -> None:
@@ -102,20 +89,26 @@ def broadcast_buffers(model, root: int = 0) -> None:
     named = [(n, b) for n, b in model.named_buffers() if b is not None]
     if comm.world_size() == 1 or not named:
         return
-    check_same(_signature(named), "broadcast_buffers")
+    _broadcast_in_place(named, root, "broadcast_buffers")
+
+
+def _broadcast_in_place(named, root, what) -> None:
+    """Overwrite every rank's tensors with rank ``root``'s (after checking that the ranks hold
+    the same names, shapes and dtypes), bumping their versions."""
+    check_same(_signature(named), what)
     be = comm.backend()
     pending, copies = [], []
-    for _, b in named:
-        data = b.data
+    for _, t in named:
+        data = t.data
         buf = data if data.flags.c_contiguous else data.copy()
         pending.append(be.ibroadcast(buf.reshape(-1), root))  # a view, 0-d arrays included
         if buf is not data:
-            copies.append((b, buf))
-    be.wait(pending, f"rank {be.rank}: broadcast_buffers ({len(named)} tensors)")
-    for b, buf in copies:
-        b.data[...] = buf
-    for _, b in named:
-        b._version[0] += 1
+            copies.append((t, buf))
+    be.wait(pending, f"rank {be.rank}: {what} ({len(named)} tensors)")
+    for t, buf in copies:
+        t.data[...] = buf
+    for _, t in named:
+        t._version[0] += 1  # the values changed under any graph that saved them
 
 
 class _Bucket:
