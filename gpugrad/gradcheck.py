@@ -95,35 +95,48 @@ def gradcheck(
 
 def _check_directions(fn, leaves, checked, scalar, eps, atol, rtol, seed, n_directions):
     """Directional derivatives along random unit directions against central differences."""
-    rng = np.random.default_rng(seed + 1)
     grads = [
         np.zeros(leaves[i].shape)
         if leaves[i].grad is None
         else leaves[i].grad.numpy().astype(np.float64)
         for i in checked
     ]
+
+    def value():
+        with no_grad():
+            return scalar(fn(*leaves))
+
+    what = f"gradcheck (random direction {{d}} of {n_directions}, seed {seed}): the directional "
+    what += f"derivative along a unit direction through inputs {checked}"
+    rng = np.random.default_rng(seed + 1)
+    xs = [leaves[i] for i in checked]
+    return _along_random_directions(xs, grads, value, eps, atol, rtol, rng, n_directions, what)
+
+
+def _along_random_directions(xs, grads, value, eps, atol, rtol, rng, n_directions, what):
+    """For random unit directions u through all of ``xs``: <grads, u> against
+    (value(x + eps u) - value(x - eps u)) / (2 eps); the inputs are restored after each.
+    ``what`` (with ``{d}`` for the direction) opens the error message."""
     for d in range(n_directions):
-        dirs = [rng.standard_normal(leaves[i].shape) for i in checked]
+        dirs = [rng.standard_normal(x.shape) for x in xs]
         norm = np.sqrt(sum(float((u * u).sum()) for u in dirs)) or 1.0
         dirs = [u / norm for u in dirs]
         analytic = sum(float((g * u).sum()) for g, u in zip(grads, dirs, strict=True))
-        originals = [leaves[i].data.copy() for i in checked]
-        with no_grad():
-            for i, u, o in zip(checked, dirs, originals, strict=True):
-                leaves[i].data[...] = o + eps * u
-            plus = scalar(fn(*leaves))
-            for i, u, o in zip(checked, dirs, originals, strict=True):
-                leaves[i].data[...] = o - eps * u
-            minus = scalar(fn(*leaves))
-            for i, o in zip(checked, originals, strict=True):
-                leaves[i].data[...] = o
+        originals = [x.data.copy() for x in xs]
+        for x, u, o in zip(xs, dirs, originals, strict=True):
+            x.data[...] = o + eps * u
+        plus = value()
+        for x, u, o in zip(xs, dirs, originals, strict=True):
+            x.data[...] = o - eps * u
+        minus = value()
+        for x, o in zip(xs, originals, strict=True):
+            x.data[...] = o
         numeric = (plus - minus) / (2 * eps)
         if abs(analytic - numeric) > atol + rtol * abs(numeric):
             raise GradcheckError(
-                f"gradcheck (random direction {d} of {n_directions}, seed {seed}): the "
-                f"directional derivative along a unit direction through inputs {checked} is "
-                f"{analytic!r} analytically but {numeric!r} by central differences "
-                f"(|diff| {abs(analytic - numeric):.3g} > atol {atol} + rtol {rtol} * |numeric|)"
+                f"{what.format(d=d)} is {analytic!r} analytically but {numeric!r} by central "
+                f"differences (|diff| {abs(analytic - numeric):.3g} > atol {atol} + rtol {rtol} "
+                "* |numeric|)"
             )
     return True
 
@@ -179,26 +192,6 @@ def gradgradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0, n_directio
         second = [None] * len(xs)
     hess_w = [np.zeros(x.shape) if h is None else h.numpy().astype(np.float64)
               for h, x in zip(second, xs, strict=True)]  # fmt: skip
-    for d in range(n_directions):
-        dirs = [rng.standard_normal(x.shape) for x in xs]
-        norm = np.sqrt(sum(float((u * u).sum()) for u in dirs)) or 1.0
-        dirs = [u / norm for u in dirs]
-        analytic = sum(float((h * u).sum()) for h, u in zip(hess_w, dirs, strict=True))
-        originals = [x.data.copy() for x in xs]
-        for x, u, o in zip(xs, dirs, originals, strict=True):
-            x.data[...] = o + eps * u
-        plus = s_value()
-        for x, u, o in zip(xs, dirs, originals, strict=True):
-            x.data[...] = o - eps * u
-        minus = s_value()
-        for x, o in zip(xs, originals, strict=True):
-            x.data[...] = o
-        numeric = (plus - minus) / (2 * eps)
-        if abs(analytic - numeric) > atol + rtol * abs(numeric):
-            raise GradcheckError(
-                f"gradgradcheck (random direction {d} of {n_directions}, seed {seed}): the "
-                f"second directional derivative through inputs {checked} is {analytic!r} "
-                f"analytically but {numeric!r} by central differences of the gradient "
-                f"(|diff| {abs(analytic - numeric):.3g} > atol {atol} + rtol {rtol} * |numeric|)"
-            )
-    return True
+    what = f"gradgradcheck (random direction {{d}} of {n_directions}, seed {seed}): the second "
+    what += f"directional derivative (of the gradient) through inputs {checked}"
+    return _along_random_directions(xs, hess_w, s_value, eps, atol, rtol, rng, n_directions, what)
